@@ -1,0 +1,74 @@
+"""The contracts every detector and dataset keeps.
+
+noisyclean never looks inside a detector. It needs exactly two calls, ``fit`` and
+``score``, and treats everything else (backbones, memory banks, training loops) as the
+detector's own business. Keeping the contract this small is what lets any model, ours or a
+third party's, serve as a sub-model in stage 1 and as the final model in stage 2.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+ScoringMode = Literal["all", "out_of_bag"]
+"""How a sub-model's scores enter the consensus.
+
+``"all"``: every sub-model scores every sample, its own training samples included (the
+paper's in-bag scoring). ``"out_of_bag"``: a sample is scored only by the sub-models that did
+not train on it; memory-bank detectors need this, because an anomaly in the bank matches
+itself at distance zero.
+"""
+
+SCORING_MODES: tuple[str, ...] = ("all", "out_of_bag")
+
+
+@runtime_checkable
+class Dataset(Protocol):
+    """Anything indexable with a length: a list, a numpy array, a torch ``Dataset``.
+
+    A dataset may also expose ``ids`` (a sequence of unique strings, one per sample). When
+    it does, noisyclean tracks samples by those ids in manifests and caches; otherwise the
+    position is the id.
+    """
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, index: int) -> Any: ...
+
+
+@runtime_checkable
+class Detector(Protocol):
+    """An unsupervised anomaly detector.
+
+    ``fit(dataset)`` trains on the samples (all assumed normal) and returns ``self``.
+    ``score(dataset)`` returns a float array of shape ``(len(dataset),)``: finite, and higher
+    means more anomalous. Scores of different detector instances need not share a scale;
+    the Purifier normalises them.
+
+    A detector may declare ``preferred_scoring = "out_of_bag"`` (a class attribute) when
+    scoring its own training samples is meaningless, as for memory banks.
+    """
+
+    def fit(self, dataset: Any) -> Detector: ...
+
+    def score(self, dataset: Any) -> np.ndarray: ...
+
+
+@runtime_checkable
+class Localizer(Protocol):
+    """A detector that also localises: ``score_maps`` gives ``(n, H, W)`` anomaly maps."""
+
+    def score_maps(self, dataset: Any) -> np.ndarray: ...
+
+
+def preferred_scoring(detector: object) -> ScoringMode:
+    """The scoring mode a detector (or its class) asks for; ``"all"`` when it says nothing."""
+    mode = getattr(detector, "preferred_scoring", "all")
+    if mode not in SCORING_MODES:
+        raise ValueError(
+            f"{type(detector).__name__}.preferred_scoring is {mode!r}; it must be one of "
+            f"{SCORING_MODES}."
+        )
+    return mode  # type: ignore[return-value]

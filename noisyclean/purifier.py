@@ -1,0 +1,493 @@
+"""The Purifier: stage 1 (partition, sub-models, consensus, selection) and stage 2.
+
+It only wires the parts: :mod:`~noisyclean.partition` splits, an
+:mod:`~noisyclean.executors` executor runs :func:`~noisyclean.submodel.run_submodel` per
+subset, :mod:`~noisyclean.cache` keeps finished rows, :mod:`~noisyclean.consensus`
+normalises and aggregates, and :mod:`~noisyclean.selection` keeps the lowest scores.
+
+Every sample is identified by its original index from start to end: subsets are index
+arrays into the dataset the user passed, score rows are indexed by those same positions,
+and the kept list is returned in original indices. Nothing is ever re-permuted.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import inspect
+import logging
+import platform
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from noisyclean import consensus as consensus_mod
+from noisyclean import partition as partition_mod
+from noisyclean import selection
+from noisyclean._io import atomic_save_npz, atomic_write_json, load_npz
+from noisyclean.cache import ScoreCache
+from noisyclean.datasets import Subset, fingerprint, sample_ids
+from noisyclean.executors import Executor, make_executor
+from noisyclean.progress import progress as progress_bar
+from noisyclean.protocol import SCORING_MODES, preferred_scoring
+from noisyclean.submodel import SubmodelJob, build_detector, run_submodel
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "manifest.json"
+SCORES = "scores.npz"
+MANIFEST_FORMAT = "noisyclean.purifier/1"
+
+
+class NotFittedError(RuntimeError):
+    """A fitted attribute was used before :meth:`Purifier.fit`."""
+
+
+class Purifier:
+    """Clean a contaminated training set with a consensus of sub-models.
+
+    Args:
+        detector: a zero-argument factory returning a fresh detector (a class, a lambda,
+            a ``functools.partial``), or the name of a registered detector
+            (``noisyclean detectors`` lists them), configured with ``detector_kwargs``.
+        k: the number of disjoint subsets (sub-models) for ``partition="disjoint"``.
+        keep: a fraction in (0, 1] of the samples to keep, a count, or ``"auto"`` to
+            estimate the contamination from the consensus. Ties keep the lower index.
+        scoring: ``"all"`` (every sub-model scores every sample, the paper's choice),
+            ``"out_of_bag"`` (only sub-models that did not train on a sample score it), or
+            ``"auto"`` (the detector's ``preferred_scoring``, ``"all"`` if it declares none).
+        normalize: per-sub-model normalisation before aggregation: ``"rank"``,
+            ``"zscore"``, ``"robust_zscore"``, ``"minmax"`` or ``None`` (raw scores).
+        aggregate: ``"mean"``, ``"median"``, ``"max"``, ``"min"`` or a callable mapping the
+            ``(m, n)`` matrix (NaN where unscored) to ``(n,)`` scores.
+        partition: ``"disjoint"`` (k random balanced subsets) or a callable
+            ``(n, rng) -> list of index arrays`` such as :class:`~noisyclean.partition.RandomBags`.
+        seed: seeds the partition and each sub-model (sub-model j gets ``seed`` + j).
+        executor: ``"serial"``, ``"process"``, ``"ray"`` or an :class:`Executor`.
+        cache_dir: where finished score rows are kept, so an interrupted run resumes.
+        progress: show progress (a bar on a terminal, log lines otherwise).
+        detector_kwargs: keyword arguments for a detector given by name.
+        executor_options: keyword arguments for the executor (``max_workers``, ...).
+
+    Fitted attributes (after :meth:`fit`):
+        n_samples_, ids_: the number and ids of the samples.
+        membership_: ``(m, n)`` bool, row j marks sub-model j's training samples.
+        partition_: ``(n,)`` subset id of each sample (disjoint partitions), else ``None``.
+        scoring_: the scoring mode actually used.
+        scores_: ``(m, n)`` raw scores, NaN where a sub-model did not score a sample.
+        consensus_: ``(n,)`` aggregated normalised scores; lower is more normal.
+        ranking_: original indices from most normal to most anomalous.
+        n_keep_, keep_indices_, drop_indices_, keep_mask_: the selection, in original indices.
+        timings_: seconds spent per phase.
+    """
+
+    def __init__(
+        self,
+        detector: Callable[[], Any] | str,
+        k: int = 3,
+        keep: float | int | str = 0.8,
+        *,
+        scoring: str = "auto",
+        normalize: str | None = "rank",
+        aggregate: str | Callable[[np.ndarray], np.ndarray] = "mean",
+        partition: str | Callable[..., Any] = "disjoint",
+        seed: int = 0,
+        executor: str | Executor = "serial",
+        cache_dir: str | Path | None = None,
+        progress: bool = True,
+        detector_kwargs: dict[str, Any] | None = None,
+        executor_options: dict[str, Any] | None = None,
+    ):
+        self.detector = detector
+        self.k = k
+        self.keep = keep
+        self.scoring = scoring
+        self.normalize = normalize
+        self.aggregate = aggregate
+        self.partition = partition
+        self.seed = seed
+        self.executor = executor
+        self.cache_dir = cache_dir
+        self.progress = progress
+        self.detector_kwargs = detector_kwargs
+        self.executor_options = executor_options
+
+    # -- parameters -------------------------------------------------------------------
+    def get_params(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in inspect.signature(Purifier).parameters}
+
+    def __repr__(self) -> str:
+        defaults = {
+            name: p.default for name, p in inspect.signature(Purifier).parameters.items()
+        }
+        shown = [
+            f"{name}={value!r}" for name, value in self.get_params().items()
+            if name == "detector" or value != defaults[name]
+        ]
+        return f"Purifier({', '.join(shown)})"
+
+    def _validate_params(self) -> None:
+        if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)):
+            raise TypeError(f"k must be an integer >= 2, got {self.k!r}")
+        if self.partition == "disjoint" and self.k < 2:
+            raise ValueError(
+                f"k={self.k}: stage 1 needs at least 2 sub-models to form a consensus; "
+                "use k=3 (the paper's choice) or more."
+            )
+        selection.validate_keep(self.keep)
+        if self.scoring not in (*SCORING_MODES, "auto"):
+            raise ValueError(
+                f"unknown scoring={self.scoring!r}; choose 'all', 'out_of_bag' or 'auto'."
+            )
+        if self.normalize is not None and self.normalize not in consensus_mod.NORMALIZERS:
+            raise ValueError(
+                f"unknown normalize={self.normalize!r}; choose one of "
+                f"{[*consensus_mod.NORMALIZERS, None]}."
+            )
+        if not callable(self.aggregate) and self.aggregate not in consensus_mod.AGGREGATORS:
+            raise ValueError(
+                f"unknown aggregate={self.aggregate!r}; choose one of "
+                f"{list(consensus_mod.AGGREGATORS)} or pass a callable."
+            )
+        if not (self.partition == "disjoint" or callable(self.partition)):
+            raise ValueError(
+                f"unknown partition={self.partition!r}; use 'disjoint' or a callable "
+                "(n, rng) -> list of index arrays, e.g. noisyclean.partition.RandomBags()."
+            )
+
+    def _factory(self) -> Callable[[], Any]:
+        if isinstance(self.detector, str):
+            from noisyclean.plugins import detector_factory
+
+            return detector_factory(self.detector, **(self.detector_kwargs or {}))
+        if self.detector_kwargs:
+            raise ValueError(
+                "detector_kwargs is only used with a detector name; bake arguments into the "
+                "factory instead, e.g. functools.partial(MyDetector, alpha=0.1)."
+            )
+        if not callable(self.detector):
+            raise TypeError(
+                f"detector must be a zero-argument factory or a registered name, got "
+                f"{type(self.detector).__name__}. Pass the class or a lambda "
+                "(Purifier(lambda: MyDetector(...))), not a fitted instance."
+            )
+        if hasattr(self.detector, "fit") and not inspect.isclass(self.detector):
+            raise TypeError(
+                f"detector is a {type(self.detector).__name__} instance; the Purifier needs a "
+                "factory that makes a fresh one per sub-model, e.g. "
+                f"Purifier(lambda: {type(self.detector).__name__}(...))."
+            )
+        return self.detector
+
+    def _resolve_scoring(self, factory: Callable[[], Any]) -> str:
+        if self.scoring != "auto":
+            return self.scoring
+        declared = getattr(factory, "preferred_scoring", None)
+        if isinstance(declared, str):
+            return preferred_scoring(factory)
+        return preferred_scoring(build_detector(factory, "the detector"))
+
+    def _subsets(self, n: int, rng: np.random.Generator) -> list[np.ndarray]:
+        if self.partition == "disjoint":
+            if self.k > n:
+                raise ValueError(
+                    f"k={self.k} sub-models need at least {self.k} samples, but the dataset "
+                    f"has {n}; lower k or add data."
+                )
+            return partition_mod.disjoint(n, int(self.k), rng)
+        return partition_mod.validate_subsets(self.partition(n, rng), n)
+
+    # -- stage 1 ------------------------------------------------------------------------
+    def fit(self, dataset: Any) -> Purifier:
+        """Run stage 1 on ``dataset`` and select the purified samples. Returns ``self``."""
+        self._validate_params()
+        try:
+            n = len(dataset)
+        except TypeError as exc:
+            raise TypeError(
+                f"the dataset ({type(dataset).__name__}) has no len(); pass a list, an array "
+                "or a torch Dataset with __len__ and __getitem__."
+            ) from exc
+        if n == 0:
+            raise ValueError("the dataset is empty; there is nothing to purify.")
+        t_start = time.perf_counter()
+        factory = self._factory()
+        ids = sample_ids(dataset)
+        rng = np.random.default_rng(self.seed)
+        subsets = self._subsets(n, rng)
+        scoring = self._resolve_scoring(factory)
+        membership = partition_mod.membership_matrix(subsets, n)
+        if scoring == "out_of_bag":
+            lonely = membership.all(axis=0)
+            if lonely.any():
+                raise ValueError(
+                    f"{int(lonely.sum())} sample(s) are in every subset, so out-of-bag scoring "
+                    "cannot score them; use a partition that leaves every sample out at least once."
+                )
+        jobs = []
+        all_idx = np.arange(n)
+        for j, train_idx in enumerate(subsets):
+            score_idx = all_idx[~membership[j]] if scoring == "out_of_bag" else all_idx
+            jobs.append(SubmodelJob(j, factory, dataset, train_idx, score_idx, n, self.seed + j))
+        cache = None
+        if self.cache_dir is not None:
+            cache = ScoreCache(self.cache_dir, {
+                "detector": factory_key(factory),
+                "partition": "disjoint" if self.partition == "disjoint" else factory_key(
+                    self.partition),
+                "k": int(self.k),
+                "seed": int(self.seed),
+                "scoring": scoring,
+                "n": n,
+                "ids": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
+                "fingerprint": fingerprint(dataset),
+            })
+        scores = self._run(jobs, n, cache)
+        t_stage1 = time.perf_counter() - t_start
+
+        self.n_samples_ = n
+        self.ids_ = ids
+        self.membership_ = membership
+        self.partition_ = _partition_labels(membership)
+        self.scoring_ = scoring
+        self.scores_ = scores
+        self._select()
+        self.timings_ = {"stage1_s": t_stage1}
+        self.versions_ = _versions()
+        logger.info(
+            "purified %d samples: kept %d, dropped %d (%s scoring, %d sub-models)",
+            n, self.n_keep_, n - self.n_keep_, scoring, len(subsets),
+        )
+        return self
+
+    def _run(self, jobs: list[SubmodelJob], n: int, cache: ScoreCache | None) -> np.ndarray:
+        scores = np.full((len(jobs), n), np.nan)
+        todo = []
+        for job in jobs:
+            row = cache.load(job.index, n) if cache is not None else None
+            if row is None:
+                todo.append(job)
+            else:
+                scores[job.index] = row
+        if cache is not None and len(todo) < len(jobs):
+            logger.info("resuming: %d of %d sub-models were already scored in %s",
+                        len(jobs) - len(todo), len(jobs), cache.path)
+        executor = make_executor(self.executor, **(self.executor_options or {}))
+        with progress_bar(len(jobs), "stage 1: sub-models", enabled=self.progress) as advance:
+            advance(len(jobs) - len(todo), "(cached)")
+            for pos, row in executor.run(run_submodel, todo):
+                job = todo[pos]
+                scores[job.index] = row
+                if cache is not None:
+                    cache.store(job.index, row)
+                advance(1, f"#{job.index}")
+        return scores
+
+    def _select(self) -> None:
+        normalized = consensus_mod.normalize(self.scores_, self.normalize)
+        self.consensus_ = consensus_mod.aggregate(normalized, self.aggregate)
+        if self.keep == selection.AUTO:
+            robust = consensus_mod.aggregate(
+                consensus_mod.normalize(self.scores_, "robust_zscore"), "mean")
+            self.n_keep_ = selection.estimate_n_keep(robust)
+        else:
+            self.n_keep_ = selection.n_to_keep(self.keep, self.n_samples_)
+        self.ranking_ = selection.ranking(self.consensus_)
+        self.keep_indices_ = np.sort(self.ranking_[: self.n_keep_])
+        self.drop_indices_ = np.sort(self.ranking_[self.n_keep_:])
+        self.keep_mask_ = np.zeros(self.n_samples_, dtype=bool)
+        self.keep_mask_[self.keep_indices_] = True
+
+    def reselect(self, **params: Any) -> Purifier:
+        """Change ``keep``, ``normalize`` or ``aggregate`` and select again, training nothing."""
+        self._check_fitted()
+        allowed = {"keep", "normalize", "aggregate"}
+        unknown = set(params) - allowed
+        if unknown:
+            raise ValueError(f"reselect only changes {sorted(allowed)}; got {sorted(unknown)}")
+        for name, value in params.items():
+            setattr(self, name, value)
+        self._validate_params()
+        self._select()
+        return self
+
+    # -- stage 2 ------------------------------------------------------------------------
+    def _check_fitted(self) -> None:
+        if not hasattr(self, "keep_indices_"):
+            raise NotFittedError("this Purifier is not fitted yet; call fit(dataset) first.")
+
+    def _check_same_data(self, dataset: Any) -> None:
+        self._check_fitted()
+        if len(dataset) != self.n_samples_ or sample_ids(dataset) != self.ids_:
+            raise ValueError(
+                f"this dataset ({len(dataset)} samples) is not the one the Purifier was fitted "
+                f"on ({self.n_samples_} samples, ids differ). Pass the same dataset, in the same "
+                "order."
+            )
+
+    def subset(self, dataset: Any) -> Subset:
+        """The purified view of ``dataset`` (the samples in ``keep_indices_``)."""
+        self._check_same_data(dataset)
+        return Subset(dataset, self.keep_indices_)
+
+    def fit_final(self, dataset: Any) -> Any:
+        """Stage 2: train a fresh detector on the purified samples and return it."""
+        view = self.subset(dataset)
+        start = time.perf_counter()
+        detector = build_detector(self._factory(), "the final detector")
+        detector.fit(view)
+        self.final_detector_ = detector
+        self.timings_["stage2_s"] = time.perf_counter() - start
+        return detector
+
+    # -- persistence --------------------------------------------------------------------
+    def _config(self) -> dict[str, Any]:
+        return {
+            "detector": self.detector if isinstance(self.detector, str) else factory_key(
+                self.detector),
+            "detector_is_name": isinstance(self.detector, str),
+            "detector_kwargs": self.detector_kwargs,
+            "k": int(self.k),
+            "keep": self.keep,
+            "scoring": self.scoring,
+            "normalize": self.normalize,
+            "aggregate": self.aggregate if isinstance(self.aggregate, str) else factory_key(
+                self.aggregate),
+            "partition": self.partition if isinstance(self.partition, str) else repr(
+                self.partition),
+            "seed": int(self.seed),
+            "executor": self.executor if isinstance(self.executor, str) else repr(self.executor),
+        }
+
+    def manifest(self) -> dict[str, Any]:
+        """What :meth:`save` writes as JSON: configuration, versions, ids and the selection."""
+        self._check_fitted()
+        return {
+            "format": MANIFEST_FORMAT,
+            "config": self._config(),
+            "versions": self.versions_,
+            "seed": int(self.seed),
+            "scoring": self.scoring_,
+            "n_samples": int(self.n_samples_),
+            "n_keep": int(self.n_keep_),
+            "timings": self.timings_,
+            "ids": self.ids_,
+            "keep_indices": self.keep_indices_.tolist(),
+            "drop_indices": self.drop_indices_.tolist(),
+        }
+
+    def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
+        """Write ``manifest.json`` and ``scores.npz`` into the folder ``path``, atomically."""
+        out = Path(path)
+        manifest = self.manifest()
+        if extra:
+            manifest.update(extra)
+        atomic_save_npz(out / SCORES, scores=self.scores_, membership=self.membership_,
+                        consensus=self.consensus_)
+        atomic_write_json(out / MANIFEST, manifest)
+        return out
+
+    @classmethod
+    def load(cls, path: str | Path, detector: Callable[[], Any] | str | None = None) -> Purifier:
+        """Read a saved Purifier. Nothing is unpickled: JSON and ``allow_pickle=False``.
+
+        A detector given by name is restored; a factory cannot be stored, so pass
+        ``detector=`` to call :meth:`fit_final` on a loaded Purifier built from one.
+        """
+        folder = Path(path)
+        manifest_path = folder / MANIFEST
+        if not manifest_path.exists():
+            raise FileNotFoundError(
+                f"{manifest_path} does not exist; point load() at a folder written by "
+                "Purifier.save() or `noisyclean purify --out`."
+            )
+        import json
+
+        manifest = json.loads(manifest_path.read_text())
+        if manifest.get("format") != MANIFEST_FORMAT:
+            raise ValueError(f"{manifest_path} is not a noisyclean Purifier manifest.")
+        cfg = manifest["config"]
+        if detector is None:
+            detector = cfg["detector"] if cfg["detector_is_name"] else _unrestorable(cfg)
+        agg = cfg["aggregate"] if cfg["aggregate"] in consensus_mod.AGGREGATORS else "mean"
+        obj = cls(
+            detector, k=cfg["k"], keep=cfg["keep"], scoring=cfg["scoring"],
+            normalize=cfg["normalize"], aggregate=agg, seed=cfg["seed"],
+            detector_kwargs=cfg["detector_kwargs"] if cfg["detector_is_name"] else None,
+        )
+        arrays = load_npz(folder / SCORES)
+        obj.n_samples_ = int(manifest["n_samples"])
+        obj.ids_ = list(manifest["ids"])
+        obj.membership_ = arrays["membership"].astype(bool)
+        obj.partition_ = _partition_labels(obj.membership_)
+        obj.scoring_ = manifest["scoring"]
+        obj.scores_ = arrays["scores"]
+        obj.consensus_ = arrays["consensus"]
+        obj.n_keep_ = int(manifest["n_keep"])
+        obj.ranking_ = selection.ranking(obj.consensus_)
+        obj.keep_indices_ = np.asarray(manifest["keep_indices"], dtype=np.int64)
+        obj.drop_indices_ = np.asarray(manifest["drop_indices"], dtype=np.int64)
+        obj.keep_mask_ = np.zeros(obj.n_samples_, dtype=bool)
+        obj.keep_mask_[obj.keep_indices_] = True
+        obj.timings_ = dict(manifest.get("timings", {}))
+        obj.versions_ = dict(manifest.get("versions", {}))
+        return obj
+
+    def report(self, dataset: Any, path: str | Path, **options: Any) -> Path:
+        """Write the HTML report of this run (see :mod:`noisyclean.report`)."""
+        from noisyclean.report import write_report
+
+        return write_report(self, dataset, path, **options)
+
+
+def _unrestorable(cfg: dict[str, Any]) -> Callable[[], Any]:
+    def missing() -> Any:
+        raise RuntimeError(
+            f"this Purifier was saved with the detector factory {cfg['detector']}, which "
+            "cannot be stored in JSON; pass it again: Purifier.load(path, detector=factory)."
+        )
+
+    return missing
+
+
+def _partition_labels(membership: np.ndarray) -> np.ndarray | None:
+    """``(n,)`` subset id per sample when every sample is in exactly one subset."""
+    if not (membership.sum(axis=0) == 1).all():
+        return None
+    return membership.argmax(axis=0)
+
+
+def factory_key(obj: Any) -> str:
+    """A description of a factory that is stable across runs (cache keys, manifests).
+
+    ``repr`` of a lambda holds a memory address, so functions are named by module,
+    qualified name and a hash of their code; partials by their function and arguments.
+    """
+    if isinstance(obj, functools.partial):
+        args = ", ".join([*map(repr, obj.args), *(f"{k}={v!r}" for k, v in obj.keywords.items())])
+        return f"partial({factory_key(obj.func)}, {args})"
+    if inspect.isclass(obj):
+        return f"{obj.__module__}.{obj.__qualname__}"
+    code = getattr(obj, "__code__", None)
+    if code is not None:
+        digest = hashlib.sha256(code.co_code + repr(code.co_consts).encode()).hexdigest()[:12]
+        return f"{obj.__module__}.{obj.__qualname__}#{digest}"
+    text = repr(obj)
+    if " at 0x" in text:
+        return f"{type(obj).__module__}.{type(obj).__qualname__}"
+    return text
+
+
+def _versions() -> dict[str, str]:
+    import importlib.metadata as md
+
+    out = {"python": platform.python_version()}
+    for dist in ("noisyclean", "numpy", "scikit-learn", "torch", "timm", "anomalib"):
+        try:
+            out[dist] = md.version(dist)
+        except md.PackageNotFoundError:
+            continue
+    return out

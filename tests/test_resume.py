@@ -1,0 +1,66 @@
+"""A killed stage 1 resumes from its cache and recomputes only the unfinished sub-models."""
+
+from __future__ import annotations
+
+import functools
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+from core_detectors import CountingDetector
+
+from noisyclean import Purifier
+
+TESTS = __file__.rsplit("/", 1)[0]
+
+
+def _data():
+    return np.random.default_rng(0).normal(size=(60, 3))
+
+
+def test_killed_run_resumes_without_recomputing(tmp_path):
+    counter, cache = tmp_path / "fits.txt", tmp_path / "cache"
+    np.save(tmp_path / "x.npy", _data())
+    script = textwrap.dedent(f"""
+        import sys, functools, numpy as np
+        sys.path.insert(0, {TESTS!r})
+        from core_detectors import CountingDetector
+        from noisyclean import Purifier
+        x = np.load({str(tmp_path / 'x.npy')!r})
+        factory = functools.partial(CountingDetector, {str(counter)!r}, die_on=3)
+        Purifier(factory, k=4, cache_dir={str(cache)!r}, progress=False).fit(x)
+    """)
+    killed = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert killed.returncode == 17, killed.stderr  # died inside the third sub-model's fit
+    assert len(counter.read_text().splitlines()) == 3
+    assert len(list(cache.glob("*/submodel_*.npy"))) == 2  # two rows were saved
+
+    counter.write_text("")
+    resumed = Purifier(functools.partial(CountingDetector, str(counter), die_on=3), k=4,
+                       cache_dir=cache, progress=False).fit(_data())
+    assert len(counter.read_text().splitlines()) == 2  # only sub-models 2 and 3 trained
+
+    counter.write_text("")
+    fresh = Purifier(functools.partial(CountingDetector, str(counter)), k=4,
+                     progress=False).fit(_data())
+    np.testing.assert_array_equal(resumed.scores_, fresh.scores_)
+    np.testing.assert_array_equal(resumed.keep_indices_, fresh.keep_indices_)
+
+
+def test_changed_configuration_or_data_never_reuses_stale_scores(tmp_path):
+    counter, cache = tmp_path / "fits.txt", tmp_path / "cache"
+    factory = functools.partial(CountingDetector, str(counter))
+    x = _data()
+
+    def fits_for(data, **kwargs):
+        counter.write_text("")
+        Purifier(factory, cache_dir=cache, progress=False, **kwargs).fit(data)
+        return len(counter.read_text().splitlines())
+
+    assert fits_for(x) == 3
+    assert fits_for(x) == 0                                    # everything cached
+    assert fits_for(x, keep=0.5, normalize="zscore") == 0      # recombining trains nothing
+    assert fits_for(x, seed=1) == 3                            # another partition
+    assert fits_for(x, scoring="out_of_bag") == 3              # other rows
+    assert fits_for(x + 1e-3) == 3                             # the data changed
