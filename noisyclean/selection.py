@@ -44,14 +44,15 @@ def validate_keep(keep: object) -> None:
 def n_to_keep(keep: float | int, n: int) -> int:
     """How many samples ``keep`` means for ``n`` samples.
 
-    A fraction keeps ``round(keep * n)`` samples, at least one; an integer keeps that many.
+    A fraction keeps ``keep * n`` samples rounded half up, at least one; an integer keeps
+    that many.
     """
     validate_keep(keep)
     if isinstance(keep, Integral) and not isinstance(keep, float):
         if keep > n:
             raise ValueError(f"keep={keep} asks for more samples than the {n} in the dataset.")
         return int(keep)
-    return max(1, min(n, round(float(keep) * n)))
+    return max(1, min(n, math.floor(float(keep) * n + 0.5)))
 
 
 def estimate_n_keep(robust_consensus: np.ndarray, z_threshold: float = AUTO_Z_THRESHOLD) -> int:
