@@ -21,7 +21,12 @@ from typing import Any
 
 import numpy as np
 
-from noisyclean.data.errors import CorruptImageError, DataError, EmptyDatasetError, MaskMismatchError
+from noisyclean.data.errors import (
+    CorruptImageError,
+    DataError,
+    EmptyDatasetError,
+    MaskMismatchError,
+)
 from noisyclean.data.files import (
     OnError,
     Validate,
@@ -207,7 +212,7 @@ class ImageDataset:
             image = self._open_image(i)
         except DataError:
             raise
-        except Exception as exc:  # noqa: BLE001 - any read failure becomes a named error
+        except Exception as exc:
             raise CorruptImageError(
                 self._where(i), f"reading it failed ({exc})",
                 hint="Check the file, or build the dataset with validate='decode' and "
@@ -226,7 +231,7 @@ class ImageDataset:
         i = self._index(index)
         try:
             mask = self._open_mask(i)
-        except Exception as exc:  # noqa: BLE001 - any read failure becomes a named error
+        except Exception as exc:
             raise CorruptImageError(self._where(i, mask=True), f"reading it failed ({exc})") \
                 from exc
         if mask is None:
