@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -51,6 +52,122 @@ def detectors_cmd() -> None:
     for info in noisyclean.list_detectors():
         table.add_row(info.name, info.distribution, info.description)
     Console(width=140).print(table)
+
+
+class _UserError(Exception):
+    """Raised by commands for input problems: shown as one clear line, no traceback."""
+
+
+def _fail_clearly(exc: Exception) -> None:
+    typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+    raise typer.Exit(code=2) from exc
+
+
+def _json_option(text: str | None, name: str) -> dict:
+    if not text:
+        return {}
+    import json
+
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise _UserError(
+            f"{name} must be a JSON object, e.g. '{{\"n_neighbors\": 3}}': {exc}") from exc
+    if not isinstance(value, dict):
+        raise _UserError(f"{name} must be a JSON object, got {text!r}")
+    return value
+
+
+def _keep_value(text: str) -> float | int | str:
+    if text == "auto":
+        return text
+    try:
+        return int(text) if text.isdigit() else float(text)
+    except ValueError as exc:
+        raise _UserError(
+            f"--keep {text!r}: give a fraction (0.8), a count (500) or 'auto'") from exc
+
+
+USER_ERRORS = (_UserError, ValueError, TypeError, FileNotFoundError, ImportError, KeyError)
+
+
+@app.command("purify")
+def purify_cmd(
+    data_dir: Annotated[Path, typer.Argument(help="Folder of training images (read only).")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (outside DATA_DIR).")],
+    detector: Annotated[str, typer.Option(help="A registered detector name.")] = "patchknn",
+    k: Annotated[int, typer.Option(help="Number of sub-models (disjoint subsets).")] = 3,
+    keep: Annotated[str, typer.Option(help="Fraction, count, or 'auto'.")] = "0.8",
+    scoring: Annotated[str, typer.Option(help="all, out_of_bag or auto.")] = "auto",
+    normalize: Annotated[str, typer.Option(help="rank, zscore, robust_zscore, minmax, none.")
+                         ] = "rank",
+    aggregate: Annotated[str, typer.Option(help="mean, median, max or min.")] = "mean",
+    seed: Annotated[int, typer.Option(help="Seeds the partition and the sub-models.")] = 0,
+    executor: Annotated[str, typer.Option(help="serial, process or ray.")] = "serial",
+    image_size: Annotated[int, typer.Option(help="Images are resized to this size.")] = 224,
+    masks: Annotated[str | None, typer.Option(
+        help="Masks: a folder, or a name pattern beside each image such as '{stem}.png'. "
+             "Masks are never used for training; they let the report show regions.")] = None,
+    skip_bad: Annotated[bool, typer.Option("--skip-bad", help="Skip unreadable images "
+                                           "with a warning instead of stopping.")] = False,
+    detector_kwargs: Annotated[str | None, typer.Option(
+        "--detector-kwargs", help="JSON object of detector arguments.")] = None,
+    no_resume: Annotated[bool, typer.Option("--no-resume", help="Do not cache finished "
+                                            "sub-models in OUT/cache.")] = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Purify DATA_DIR: write purified.txt, dropped.txt, scores.csv and manifest.json to OUT.
+
+    Running the same command again after an interruption resumes from OUT/cache.
+    """
+    from noisyclean.runs import purify_folder
+
+    try:
+        result = purify_folder(
+            data_dir, out, detector=detector,
+            detector_kwargs=_json_option(detector_kwargs, "--detector-kwargs"),
+            image_size=image_size, masks=masks, on_error="skip" if skip_bad else "raise",
+            resume=not no_resume, k=k, keep=_keep_value(keep), scoring=scoring,
+            normalize=None if normalize.lower() == "none" else normalize, aggregate=aggregate,
+            seed=seed, executor=executor, progress=not quiet,
+        )
+    except USER_ERRORS as exc:
+        _fail_clearly(exc)
+    p = result.purifier
+    typer.echo(f"kept {p.n_keep_} of {p.n_samples_} images; dropped {p.n_samples_ - p.n_keep_}."
+               f" Results in {out}")
+
+
+@app.command("evaluate")
+def evaluate_cmd(
+    data_dir: Annotated[Path, typer.Argument(help="Folder of training images.")],
+    test_dir: Annotated[Path, typer.Argument(help="Test folder: one sub-folder per label.")],
+    train_list: Annotated[Path | None, typer.Option(
+        help="Train only on these images (e.g. OUT/purified.txt), relative to DATA_DIR.")] = None,
+    detector: Annotated[str, typer.Option(help="A registered detector name.")] = "patchknn",
+    normal_dirs: Annotated[str, typer.Option(help="Comma-separated test sub-folders that "
+                                             "hold normals.")] = "good",
+    test_masks: Annotated[str | None, typer.Option(
+        help="Test masks: a folder or a pattern such as '{stem}.png'.")
+                          ] = None,
+    image_size: Annotated[int, typer.Option(help="Images are resized to this size.")] = 224,
+    detector_kwargs: Annotated[str | None, typer.Option(
+        "--detector-kwargs", help="JSON object of detector arguments.")] = None,
+) -> None:
+    """Train the final detector (on a purified list, if given) and report test metrics."""
+    from noisyclean.runs import evaluate
+
+    try:
+        metrics = evaluate(
+            data_dir, test_dir, train_list=train_list, detector=detector,
+            detector_kwargs=_json_option(detector_kwargs, "--detector-kwargs"),
+            image_size=image_size, normal_dirs=[d for d in normal_dirs.split(",") if d],
+            test_masks=test_masks,
+        )
+    except USER_ERRORS as exc:
+        _fail_clearly(exc)
+    for name, value in metrics.items():
+        typer.echo(f"{name:>16}: {value:.4f}")
 
 
 def main() -> None:

@@ -119,7 +119,13 @@ class ImageDataset:
             try:
                 size = check_image(Path(sample.path), validate)
                 if sample.mask_path is not None:
-                    mask_size = check_image(Path(sample.mask_path), validate)
+                    try:
+                        mask_size = check_image(Path(sample.mask_path), validate)
+                    except CorruptImageError as exc:
+                        raise CorruptImageError(
+                            sample.path, f"its mask {exc.path} is unreadable: {exc.reason}",
+                            hint="Fix or remove the mask, or pass on_error='skip'",
+                        ) from None
             except CorruptImageError as exc:
                 handle_bad_file(exc, on_error)
                 self.skipped.append((str(exc.path), exc.reason))
