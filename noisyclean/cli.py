@@ -104,6 +104,9 @@ def purify_cmd(
     aggregate: Annotated[str, typer.Option(help="mean, median, max or min.")] = "mean",
     seed: Annotated[int, typer.Option(help="Seeds the partition and the sub-models.")] = 0,
     executor: Annotated[str, typer.Option(help="serial, process or ray.")] = "serial",
+    executor_options: Annotated[str | None, typer.Option(
+        "--executor-options", help="JSON object for the executor, e.g. "
+        "'{\"address\": \"auto\", \"num_gpus\": 1}' for Ray.")] = None,
     image_size: Annotated[int, typer.Option(help="Images are resized to this size.")] = 224,
     masks: Annotated[str | None, typer.Option(
         help="Masks: a folder, or a name pattern beside each image such as '{stem}.png'. "
@@ -130,6 +133,7 @@ def purify_cmd(
             resume=not no_resume, k=k, keep=_keep_value(keep), scoring=scoring,
             normalize=None if normalize.lower() == "none" else normalize, aggregate=aggregate,
             seed=seed, executor=executor, progress=not quiet,
+            executor_options=_json_option(executor_options, "--executor-options") or None,
         )
     except USER_ERRORS as exc:
         _fail_clearly(exc)
@@ -168,6 +172,33 @@ def evaluate_cmd(
         _fail_clearly(exc)
     for name, value in metrics.items():
         typer.echo(f"{name:>16}: {value:.4f}")
+
+
+@app.command("report")
+def report_cmd(
+    out_dir: Annotated[Path, typer.Argument(help="Output folder of `noisyclean purify`.")],
+    out: Annotated[Path | None, typer.Option(
+        "--out", "-o", help="The HTML file to write (default OUT_DIR/report.html).")] = None,
+    no_images: Annotated[bool, typer.Option(
+        "--no-images", help="Do not read the data folder: plots, tables and ids only.")
+                         ] = False,
+    max_gallery: Annotated[int, typer.Option(help="Show at most this many dropped images.")
+                           ] = 240,
+    page_size: Annotated[int, typer.Option(help="Thumbnails per gallery page.")] = 48,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Write the HTML report of a purify run: what was dropped, why, and how sure it was.
+
+    The page is self-contained (no network); its plots are also saved as PNG files beside it.
+    """
+    from noisyclean.report import report_from_run
+
+    try:
+        path = report_from_run(out_dir, out, images=not no_images, max_gallery=max_gallery,
+                               page_size=page_size, progress=not quiet)
+    except USER_ERRORS as exc:
+        _fail_clearly(exc)
+    typer.echo(f"report written to {path}")
 
 
 def main() -> None:
