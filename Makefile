@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml $(wildcard adapters/*/pyproject.toml)
 	$(PY) -m pip install -q --upgrade pip
 	# torch first, pinned: these builds lie on this machine's disk (see docs/install.md)
 	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e ".[images,report,ray,docs,dev]" $(foreach a,$(ADAPTERS),-e $(a))
+	$(PY) -m pip install -q -e ".[images,report,ray,docs,dev]" $(foreach a,$(ADAPTERS),-e $(a)) -e examples/plugin
 	touch $@
 
 install: $(STAMP)

@@ -201,6 +201,36 @@ def report_cmd(
     typer.echo(f"report written to {path}")
 
 
+@app.command("demo")
+def demo_cmd(
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the purify "
+                                             "outputs (lists, scores, manifest) here.")] = None,
+    seed: Annotated[int, typer.Option(help="Seeds the data, the split and the Purifier.")] = 0,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Purify a contaminated set of synthetic texture defects and print before and after.
+
+    Offline and self-contained: scikit-image's CC0 textures, the default detector, and
+    the Purifier's defaults. Takes a minute or two on a laptop CPU.
+    """
+    from rich.console import Console
+
+    from noisyclean.demo import render_table, run_demo
+
+    console = Console()
+    console.print("Building a contaminated training set from CC0 textures, then training "
+                  "noisy, purified and oracle detectors...")
+    try:
+        result = run_demo(seed=seed, out_dir=out, progress=not quiet)
+    except USER_ERRORS as exc:
+        _fail_clearly(exc)
+    console.print(render_table(result))
+    purified = result.rows[1]
+    console.print(
+        f"Purification dropped {purified['anomaly_recall']:.0%} of the injected anomalies and "
+        f"lost {purified['normals_lost']} normal images. Total time {result.seconds:.0f} s.")
+
+
 def main() -> None:
     """Entry point of the ``noisyclean`` script."""
     app()

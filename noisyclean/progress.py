@@ -47,6 +47,6 @@ def progress(total: int, description: str, enabled: bool = True) -> Iterator[Cal
     def log_step(n: int = 1, note: str = "") -> None:
         nonlocal done
         done += n
-        logger.info("%s: %d/%d %s", description, done, total, note)
+        logger.info("%s: %d/%d%s", description, done, total, f" {note}" if note else "")
 
     yield log_step

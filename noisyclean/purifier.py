@@ -277,7 +277,8 @@ class Purifier:
                         len(jobs) - len(todo), len(jobs), cache.path)
         executor = make_executor(self.executor, **(self.executor_options or {}))
         with progress_bar(len(jobs), "stage 1: sub-models", enabled=self.progress) as advance:
-            advance(len(jobs) - len(todo), "(cached)")
+            if len(todo) < len(jobs):
+                advance(len(jobs) - len(todo), "(cached)")
             for pos, row in executor.run(run_submodel, todo):
                 job = todo[pos]
                 scores[job.index] = row
@@ -338,6 +339,7 @@ class Purifier:
         view = self.subset(dataset)
         start = time.perf_counter()
         detector = build_detector(self._factory(), "the final detector")
+        logger.info("stage 2: training the final detector on %d purified samples", len(view))
         detector.fit(view)
         self.final_detector_ = detector
         self.timings_["stage2_s"] = time.perf_counter() - start

@@ -41,6 +41,15 @@ def check_out_dir(data_dir: Path, out_dir: Path) -> None:
         )
 
 
+def _resolved_masks(data_dir: Path, masks: str | Path | None) -> str | None:
+    """A mask folder as an absolute path (so a report can find it from anywhere); a name
+    pattern such as ``{stem}.png`` as given."""
+    if masks is None:
+        return None
+    text = str(masks)
+    return text if "{stem}" in text else str(Path(masks).resolve())
+
+
 @dataclass
 class PurifyResult:
     purifier: Purifier
@@ -98,7 +107,7 @@ def purify_folder(
     write_outputs(purifier, dataset, out_dir, extra={
         "data_dir": str(data_dir.resolve()),
         "dataset": {"layout": "folder", "image_size": image_size,
-                    "masks": str(masks) if masks else None,
+                    "masks": _resolved_masks(data_dir, masks),
                     "skipped": [list(s) for s in dataset.skipped]},
     })
     logger.info("wrote %s (%d kept, %d dropped)", out_dir, purifier.n_keep_,
