@@ -182,8 +182,10 @@ class _BoundFactory:
         return self.cls(**self.kwargs)
 
     @property
-    def preferred_scoring(self) -> str:
-        return getattr(self.cls, "preferred_scoring", "all")
+    def preferred_scoring(self) -> str | None:
+        """The class's declared mode; ``None`` when only an instance can tell (a property)."""
+        declared = getattr(self.cls, "preferred_scoring", "all")
+        return declared if isinstance(declared, str) else None
 
     def __repr__(self) -> str:
         args = ", ".join(f"{k}={v!r}" for k, v in self.kwargs.items())
