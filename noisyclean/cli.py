@@ -231,6 +231,48 @@ def demo_cmd(
         f"lost {purified['normals_lost']} normal images. Total time {result.seconds:.0f} s.")
 
 
+@app.command("benchmark")
+def benchmark_cmd(
+    data: Annotated[Path | None, typer.Option(
+        help="Magnetic Tile folder (default: $NOISYCLEAN_MTD_ROOT, else "
+             "../shared/data/magnetic-tile).")] = None,
+    out: Annotated[Path, typer.Option(help="The Markdown page to write.")] = Path(
+        "docs/benchmarks.md"),
+    noise: Annotated[str, typer.Option(help="Comma-separated noise ratios.")] = "0,0.1,0.2,0.4",
+    seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
+    image_size: Annotated[int, typer.Option(help="Images are resized to this size.")] = 224,
+    rows_json: Annotated[Path | None, typer.Option(
+        "--rows-json", help="Also write every run's row as JSON here.")] = None,
+) -> None:
+    """Run the Magnetic Tile benchmark (noisy, oracle, noisyclean, reference) and write a page."""
+    import shlex
+    import sys
+    import time
+
+    from noisyclean._io import atomic_write_json
+    from noisyclean.benchmark import markdown_table, run_benchmark, write_markdown
+
+    start = time.perf_counter()
+    rows: list[dict] = []
+
+    def keep_row(row: dict) -> None:
+        rows.append(row)
+        if rows_json is not None:
+            atomic_write_json(rows_json, rows)
+
+    try:
+        run_benchmark(
+            data, noise_ratios=[float(x) for x in noise.split(",")],
+            seeds=[int(x) for x in seeds.split(",")], image_size=image_size, on_row=keep_row,
+        )
+    except USER_ERRORS as exc:
+        _fail_clearly(exc)
+    command = "noisyclean " + " ".join(shlex.quote(a) for a in sys.argv[1:])
+    write_markdown(rows, out, command=command, seconds=time.perf_counter() - start)
+    typer.echo(markdown_table(rows))
+    typer.echo(f"wrote {out}" + (f" and {rows_json}" if rows_json else ""))
+
+
 def main() -> None:
     """Entry point of the ``noisyclean`` script."""
     app()

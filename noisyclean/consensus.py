@@ -113,3 +113,4 @@ def aggregate(matrix: np.ndarray, method: str | Aggregator) -> np.ndarray:
     if not np.isfinite(out).all():
         raise ValueError("the aggregate function returned NaN or inf scores.")
     return out
+

@@ -71,13 +71,22 @@ class Purifier:
         progress: show progress (a bar on a terminal, log lines otherwise).
         detector_kwargs: keyword arguments for a detector given by name.
         executor_options: keyword arguments for the executor (``max_workers``, ...).
+        refine: refinement rounds after the consensus (0: the paper's single stage 1). Each
+            round splits the ``core`` fraction that the current consensus trusts most into
+            two halves, trains a detector on each, and lets each score every sample outside
+            its half; their consensus replaces the previous one. Detectors trained on an
+            almost clean core judge more sharply than sub-models trained on contaminated
+            subsets, above all when defects repeat and vouch for each other.
+        core: the fraction of samples (lowest current consensus) a refinement round trains on.
 
     Fitted attributes (after :meth:`fit`):
         n_samples_, ids_: the number and ids of the samples.
         membership_: ``(m, n)`` bool, row j marks sub-model j's training samples.
         partition_: ``(n,)`` subset id of each sample (disjoint partitions), else ``None``.
         scoring_: the scoring mode actually used.
-        scores_: ``(m, n)`` raw scores, NaN where a sub-model did not score a sample.
+        scores_: ``(m, n)`` raw scores, NaN where a sub-model did not score a sample. With
+            ``refine``, two rows per round follow stage 1's; ``round_`` says which row
+            belongs to which round (0: stage 1).
         consensus_: ``(n,)`` aggregated normalised scores; lower is more normal.
         ranking_: original indices from most normal to most anomalous.
         n_keep_, keep_indices_, drop_indices_, keep_mask_: the selection, in original indices.
@@ -100,6 +109,8 @@ class Purifier:
         progress: bool = True,
         detector_kwargs: dict[str, Any] | None = None,
         executor_options: dict[str, Any] | None = None,
+        refine: int = 0,
+        core: float = 0.25,
     ):
         self.detector = detector
         self.k = k
@@ -114,6 +125,8 @@ class Purifier:
         self.progress = progress
         self.detector_kwargs = detector_kwargs
         self.executor_options = executor_options
+        self.refine = refine
+        self.core = core
 
     # -- parameters -------------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
@@ -151,6 +164,14 @@ class Purifier:
             raise ValueError(
                 f"unknown aggregate={self.aggregate!r}; choose one of "
                 f"{list(consensus_mod.AGGREGATORS)} or pass a callable."
+            )
+        if isinstance(self.refine, bool) or not isinstance(self.refine, (int, np.integer)) or \
+                self.refine < 0:
+            raise ValueError(f"refine must be a number of rounds >= 0, got {self.refine!r}")
+        if not 0.0 < float(self.core) < 1.0:
+            raise ValueError(
+                f"core={self.core} must be a fraction in (0, 1): the share of samples a "
+                "refinement round trains on (0.25 trains on the most trusted quarter)."
             )
         if not (self.partition == "disjoint" or callable(self.partition)):
             raise ValueError(
@@ -232,9 +253,7 @@ class Purifier:
         for j, train_idx in enumerate(subsets):
             score_idx = all_idx[~membership[j]] if scoring == "out_of_bag" else all_idx
             jobs.append(SubmodelJob(j, factory, dataset, train_idx, score_idx, n, self.seed + j))
-        cache = None
-        if self.cache_dir is not None:
-            cache = ScoreCache(self.cache_dir, {
+        cache_config = {
                 "detector": factory_key(factory),
                 "partition": "disjoint" if self.partition == "disjoint" else factory_key(
                     self.partition),
@@ -244,9 +263,9 @@ class Purifier:
                 "n": n,
                 "ids": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
                 "fingerprint": fingerprint(dataset),
-            })
+        }
+        cache = ScoreCache(self.cache_dir, cache_config) if self.cache_dir is not None else None
         scores = self._run(jobs, n, cache)
-        t_stage1 = time.perf_counter() - t_start
 
         self.n_samples_ = n
         self.ids_ = ids
@@ -254,8 +273,15 @@ class Purifier:
         self.partition_ = _partition_labels(membership)
         self.scoring_ = scoring
         self.scores_ = scores
+        self.n_submodels_ = len(subsets)
+        self.round_ = np.zeros(len(subsets), dtype=np.int64)
         self._select()
-        self.timings_ = {"stage1_s": t_stage1}
+        t_refine = time.perf_counter()
+        for r in range(int(self.refine)):
+            self._refine_round(r, factory, dataset, cache_config)
+        self.timings_ = {"stage1_s": time.perf_counter() - t_start}
+        if self.refine:
+            self.timings_["refine_s"] = time.perf_counter() - t_refine
         self.versions_ = _versions()
         logger.info(
             "purified %d samples: kept %d, dropped %d (%s scoring, %d sub-models)",
@@ -263,36 +289,69 @@ class Purifier:
         )
         return self
 
-    def _run(self, jobs: list[SubmodelJob], n: int, cache: ScoreCache | None) -> np.ndarray:
+    def _refine_round(self, r: int, factory: Callable[[], Any], dataset: Any,
+                      cache_config: dict[str, Any]) -> None:
+        """Re-run the consensus with two sub-models trained on halves of the trusted core.
+
+        Each half's detector scores every sample outside its half, so every sample, core
+        included, is judged out of bag by a detector that learnt (almost) only normals.
+        """
+        n = self.n_samples_
+        n_core = min(n - 1, max(2, selection.n_to_keep(float(self.core), n)))
+        core_idx = np.sort(self.ranking_[:n_core])
+        rng = np.random.default_rng([self.seed, r + 1])
+        halves = [core_idx[h] for h in partition_mod.disjoint(n_core, 2, rng)]
+        member = partition_mod.membership_matrix(halves, n)
+        first = self.scores_.shape[0]
+        jobs = [SubmodelJob(first + j, factory, dataset, half, np.flatnonzero(~member[j]), n,
+                            self.seed + first + j) for j, half in enumerate(halves)]
+        cache = None
+        if self.cache_dir is not None:
+            core_hash = hashlib.sha256(core_idx.tobytes()).hexdigest()
+            cache = ScoreCache(self.cache_dir, {**cache_config, "refine_core": core_hash})
+        logger.info("refinement round %d: 2 detectors trained on halves of the %d most "
+                    "trusted samples re-score all %d", r + 1, n_core, n)
+        rows = self._run(jobs, n, cache, description=f"refinement {r + 1}")
+        self.scores_ = np.vstack([self.scores_, rows])
+        self.membership_ = np.vstack([self.membership_, member])
+        self.round_ = np.r_[self.round_, np.full(len(jobs), r + 1)]
+        self._select()
+
+    def _run(self, jobs: list[SubmodelJob], n: int, cache: ScoreCache | None,
+             description: str = "stage 1: sub-models") -> np.ndarray:
+        """Score rows for ``jobs`` (row i belongs to ``jobs[i]``), from cache when finished."""
         scores = np.full((len(jobs), n), np.nan)
+        position = {job.index: i for i, job in enumerate(jobs)}
         todo = []
         for job in jobs:
             row = cache.load(job.index, n) if cache is not None else None
             if row is None:
                 todo.append(job)
             else:
-                scores[job.index] = row
+                scores[position[job.index]] = row
         if cache is not None and len(todo) < len(jobs):
             logger.info("resuming: %d of %d sub-models were already scored in %s",
                         len(jobs) - len(todo), len(jobs), cache.path)
         executor = make_executor(self.executor, **(self.executor_options or {}))
-        with progress_bar(len(jobs), "stage 1: sub-models", enabled=self.progress) as advance:
+        with progress_bar(len(jobs), description, enabled=self.progress) as advance:
             if len(todo) < len(jobs):
                 advance(len(jobs) - len(todo), "(cached)")
             for pos, row in executor.run(run_submodel, todo):
                 job = todo[pos]
-                scores[job.index] = row
+                scores[position[job.index]] = row
                 if cache is not None:
                     cache.store(job.index, row)
                 advance(1, f"#{job.index}")
         return scores
 
     def _select(self) -> None:
-        normalized = consensus_mod.normalize(self.scores_, self.normalize)
-        self.consensus_ = consensus_mod.aggregate(normalized, self.aggregate)
+        # the last round decides: stage 1 (round 0), or the latest refinement round
+        rows = self.scores_[self.round_ == self.round_.max()]
+        self.consensus_ = consensus_mod.aggregate(
+            consensus_mod.normalize(rows, self.normalize), self.aggregate)
         if self.keep == selection.AUTO:
-            robust = consensus_mod.aggregate(
-                consensus_mod.normalize(self.scores_, "robust_zscore"), "mean")
+            robust = consensus_mod.aggregate(consensus_mod.normalize(rows, "robust_zscore"),
+                                             "mean")
             self.n_keep_ = selection.estimate_n_keep(robust)
         else:
             self.n_keep_ = selection.n_to_keep(self.keep, self.n_samples_)
@@ -309,6 +368,11 @@ class Purifier:
         unknown = set(params) - allowed
         if unknown:
             raise ValueError(f"reselect only changes {sorted(allowed)}; got {sorted(unknown)}")
+        if self.round_.max() > 0 and {"normalize", "aggregate"} & set(params):
+            raise ValueError(
+                "this Purifier ran refinement rounds on a core chosen with the current "
+                "normalize and aggregate; changing them needs a new fit (only keep can change)."
+            )
         for name, value in params.items():
             setattr(self, name, value)
         self._validate_params()
@@ -362,6 +426,8 @@ class Purifier:
                 self.partition),
             "seed": int(self.seed),
             "executor": self.executor if isinstance(self.executor, str) else repr(self.executor),
+            "refine": int(self.refine),
+            "core": float(self.core),
         }
 
     def manifest(self) -> dict[str, Any]:
@@ -375,6 +441,7 @@ class Purifier:
             "scoring": self.scoring_,
             "n_samples": int(self.n_samples_),
             "n_keep": int(self.n_keep_),
+            "n_submodels": int(self.n_submodels_),
             "timings": self.timings_,
             "ids": self.ids_,
             "keep_indices": self.keep_indices_.tolist(),
@@ -388,7 +455,7 @@ class Purifier:
         if extra:
             manifest.update(extra)
         atomic_save_npz(out / SCORES, scores=self.scores_, membership=self.membership_,
-                        consensus=self.consensus_)
+                        consensus=self.consensus_, round=self.round_)
         atomic_write_json(out / MANIFEST, manifest)
         return out
 
@@ -419,12 +486,15 @@ class Purifier:
             detector, k=cfg["k"], keep=cfg["keep"], scoring=cfg["scoring"],
             normalize=cfg["normalize"], aggregate=agg, seed=cfg["seed"],
             detector_kwargs=cfg["detector_kwargs"] if cfg["detector_is_name"] else None,
+            refine=cfg.get("refine", 0), core=cfg.get("core", 0.25),
         )
         arrays = load_npz(folder / SCORES)
         obj.n_samples_ = int(manifest["n_samples"])
         obj.ids_ = list(manifest["ids"])
         obj.membership_ = arrays["membership"].astype(bool)
-        obj.partition_ = _partition_labels(obj.membership_)
+        obj.n_submodels_ = int(manifest.get("n_submodels", obj.membership_.shape[0]))
+        obj.round_ = arrays.get("round", np.zeros(obj.membership_.shape[0], dtype=np.int64))
+        obj.partition_ = _partition_labels(obj.membership_[: obj.n_submodels_])
         obj.scoring_ = manifest["scoring"]
         obj.scores_ = arrays["scores"]
         obj.consensus_ = arrays["consensus"]
