@@ -33,10 +33,9 @@ def _root(
     ] = False,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log more detail.")] = False,
 ) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(levelname)s %(name)s: %(message)s",
-    )
+    # our own messages at INFO; other libraries' (faiss, lightning) only when they warn
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("noisyclean").setLevel(logging.DEBUG if verbose else logging.INFO)
 
 
 @app.command("detectors")
@@ -243,6 +242,10 @@ def benchmark_cmd(
     image_size: Annotated[int, typer.Option(help="Images are resized to this size.")] = 224,
     rows_json: Annotated[Path | None, typer.Option(
         "--rows-json", help="Also write every run's row as JSON here.")] = None,
+    detector_kwargs: Annotated[str | None, typer.Option(
+        "--detector-kwargs", help="JSON object of patchknn arguments.")] = None,
+    ablations: Annotated[bool, typer.Option(
+        "--ablations", help="Also run the ablation strategies.")] = False,
 ) -> None:
     """Run the Magnetic Tile benchmark (noisy, oracle, noisyclean, reference) and write a page."""
     import shlex
@@ -250,7 +253,13 @@ def benchmark_cmd(
     import time
 
     from noisyclean._io import atomic_write_json
-    from noisyclean.benchmark import markdown_table, run_benchmark, write_markdown
+    from noisyclean.benchmark import (
+        ablation_conditions,
+        default_conditions,
+        markdown_table,
+        run_benchmark,
+        write_markdown,
+    )
 
     start = time.perf_counter()
     rows: list[dict] = []
@@ -264,6 +273,8 @@ def benchmark_cmd(
         run_benchmark(
             data, noise_ratios=[float(x) for x in noise.split(",")],
             seeds=[int(x) for x in seeds.split(",")], image_size=image_size, on_row=keep_row,
+            detector_kwargs=_json_option(detector_kwargs, "--detector-kwargs"),
+            conditions=default_conditions() + (ablation_conditions() if ablations else []),
         )
     except USER_ERRORS as exc:
         _fail_clearly(exc)

@@ -30,6 +30,20 @@ class DemoResult:
     seconds: float = 0.0
 
 
+def demo_split(*, n_normal: int, n_anomalous: int, image_size: int, noise_ratio: float,
+               seed: int) -> tuple[Subset, Subset, Any]:
+    """The demo's training and test sets, and the split that made them (deterministic).
+
+    The report of a ``noisyclean demo --out`` run calls this again to show the images.
+    """
+    from noisyclean.data import defect_types_of, labels_of, make_noisy_split, make_texture_dataset
+
+    data = make_texture_dataset(n_normal=n_normal, n_anomalous=n_anomalous,
+                                image_size=image_size, seed=seed)
+    split = make_noisy_split(labels_of(data), defect_types_of(data), noise_ratio, seed=seed)
+    return Subset(data, split.train_indices), Subset(data, split.test_indices), split
+
+
 def _evaluate(detector: Any, test: Subset) -> dict[str, float]:
     from noisyclean.data import labels_of, masks_of
     from noisyclean.metrics import image_metrics, pixel_metrics
@@ -59,17 +73,13 @@ def run_demo(
     ``purifier_kwargs`` go to the :class:`~noisyclean.Purifier` (its defaults otherwise).
     With ``out_dir``, the purify outputs (lists, scores, manifest) are written there too.
     """
-    from noisyclean.data import labels_of, make_noisy_split, make_texture_dataset
-    from noisyclean.data.base import defect_types_of
+    from noisyclean.data import labels_of
     from noisyclean.metrics import purification_report
     from noisyclean.plugins import detector_factory
 
     start = time.perf_counter()
-    data = make_texture_dataset(n_normal=n_normal, n_anomalous=n_anomalous,
-                                image_size=image_size, seed=seed)
-    labels = labels_of(data)
-    split = make_noisy_split(labels, defect_types_of(data), noise_ratio, seed=seed)
-    train, test = Subset(data, split.train_indices), Subset(data, split.test_indices)
+    train, test, split = demo_split(n_normal=n_normal, n_anomalous=n_anomalous,
+                                    image_size=image_size, noise_ratio=noise_ratio, seed=seed)
     is_anomaly = labels_of(train) == 1
     factory = detector_factory(detector, **(detector_kwargs or {}))
     result = DemoResult(split=split)

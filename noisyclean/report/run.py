@@ -87,19 +87,15 @@ def _demo_train_set(settings: dict[str, Any]) -> Any:
     The report checks the regenerated ids against the run's, so a demo changed since the run
     is refused rather than shown with the wrong pictures.
     """
-    from noisyclean.data import defect_types_of, labels_of, make_noisy_split, make_texture_dataset
-    from noisyclean.datasets import Subset
+    from noisyclean.demo import demo_split
 
     try:
-        data = make_texture_dataset(n_normal=settings["n_normal"],
-                                    n_anomalous=settings["n_anomalous"],
-                                    image_size=settings["image_size"], seed=settings["seed"])
-        split = make_noisy_split(labels_of(data), defect_types_of(data),
-                                 settings["noise_ratio"], seed=settings["seed"])
+        train, _, _ = demo_split(**{key: settings[key] for key in (
+            "n_normal", "n_anomalous", "image_size", "noise_ratio", "seed")})
     except KeyError as exc:
         message = f"the demo run's manifest lacks the setting {exc}; use --no-images"
         raise ValueError(message) from exc
-    return Subset(data, split.train_indices)
+    return train
 
 
 class _WithGaps:
