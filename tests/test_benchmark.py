@@ -1,0 +1,32 @@
+"""The benchmark's bookkeeping: mean ± std over seeds, the share of the gap closed, the page."""
+
+from __future__ import annotations
+
+import pytest
+
+from noisyclean.benchmark import gap_closed, markdown_table, summarize, write_markdown
+
+
+def _rows():
+    rows = []
+    for seed, (noisy, oracle, ours) in enumerate([(0.60, 0.90, 0.84), (0.64, 0.92, 0.86)]):
+        for cond, auroc in (("noisy", noisy), ("oracle", oracle), ("noisyclean", ours)):
+            rows.append({"noise": 0.2, "seed": seed, "condition": cond, "image_auroc": auroc})
+    return rows
+
+
+def test_summary_and_gap_closed():
+    summary = summarize(_rows())
+    mean, std, n = summary[(0.2, "noisyclean")]["image_auroc"]
+    assert (mean, n) == (pytest.approx(0.85), 2) and std == pytest.approx(0.01)
+    # gap: 0.91 - 0.62 = 0.29; ours closes 0.85 - 0.62 = 0.23 of it
+    assert gap_closed(summary, 0.2, "noisyclean") == pytest.approx(0.23 / 0.29)
+    assert gap_closed(summary, 0.4, "noisyclean") is None
+
+
+def test_markdown_page(tmp_path):
+    table = markdown_table(_rows())
+    assert "| 0.2 | noisyclean | 0.850 ± 0.010 |" in table and "79%" in table
+    page = write_markdown(_rows(), tmp_path / "b.md", command="noisyclean benchmark", seconds=60)
+    text = page.read_text()
+    assert "noisyclean benchmark" in text and "| noisyclean | 79% |" in text
