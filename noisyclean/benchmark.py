@@ -86,6 +86,9 @@ def ablation_conditions() -> list[Condition]:
                   detector_kwargs={"image_score": "topk_mean"}),
         Condition("SoftPatch-style patch denoising", purifier=recipe,
                   detector_kwargs={"patch_denoise": "knn"}),
+        Condition("bags 10 x 10 % + top-1 % mean",
+                  purifier={**recipe, "partition": RandomBags(10, 0.1)},
+                  detector_kwargs={"image_score": "topk_mean"}),
     ]
 
 
