@@ -265,8 +265,8 @@ def _curve(
     *,
     num_thresholds: int | None,
     downsample: int,
-    connectivity: int | None,
     what: str,
+    connectivity: int | None = None,
 ) -> _Curve:
     _check_options(downsample, num_thresholds, 8 if connectivity is None else connectivity)
     mask_list, map_list = _pairs(masks, maps)
@@ -365,14 +365,8 @@ def pixel_auroc(
     masks: Masks, maps: Maps, *, num_thresholds: int | None = None, downsample: int = 1
 ) -> float:
     """Area under the ROC curve over all pixels of all images (masks: 1 = defect)."""
-    c = _curve(
-        masks,
-        maps,
-        num_thresholds=num_thresholds,
-        downsample=downsample,
-        connectivity=None,
-        what="pixel AUROC",
-    )
+    c = _curve(masks, maps, num_thresholds=num_thresholds, downsample=downsample,
+               what="pixel AUROC")
     return _auroc_from(c)
 
 
@@ -380,14 +374,8 @@ def pixel_ap(
     masks: Masks, maps: Maps, *, num_thresholds: int | None = None, downsample: int = 1
 ) -> float:
     """Average precision over all pixels, ``sum_i (R_i - R_{i-1}) P_i`` as in scikit-learn."""
-    c = _curve(
-        masks,
-        maps,
-        num_thresholds=num_thresholds,
-        downsample=downsample,
-        connectivity=None,
-        what="pixel AP",
-    )
+    c = _curve(masks, maps, num_thresholds=num_thresholds, downsample=downsample,
+               what="pixel AP")
     return _ap_from(c)
 
 
@@ -400,14 +388,8 @@ def pixel_f1_max(
     return_threshold: bool = False,
 ) -> float | tuple[float, float]:
     """The best pixel F1 over every threshold ``map >= t`` (optionally with that ``t``)."""
-    c = _curve(
-        masks,
-        maps,
-        num_thresholds=num_thresholds,
-        downsample=downsample,
-        connectivity=None,
-        what="pixel F1-max",
-    )
+    c = _curve(masks, maps, num_thresholds=num_thresholds, downsample=downsample,
+               what="pixel F1-max")
     f1, t = _f1_from(c)
     return (f1, t) if return_threshold else f1
 
