@@ -34,11 +34,14 @@ def sample_ids(dataset: Any) -> list[str]:
 def fingerprint(dataset: Any) -> str:
     """A short hash that changes when the samples change.
 
-    With ids, the ids are hashed (image files are identified by path). Without ids, a
-    numeric dataset is hashed by content, so editing a vector invalidates cached scores.
+    With ids, the ids are hashed, together with the root dataset's ``cache_key`` when it has
+    one (image datasets put file sizes, modification times and the transform there, so an
+    edited image or a new image size changes the fingerprint). Without ids, a numeric
+    dataset is hashed by content, so editing a vector invalidates cached scores.
     """
     h = hashlib.sha256()
     if getattr(dataset, "ids", None) is not None:
+        h.update(str(getattr(root_dataset(dataset), "cache_key", "")).encode())
         for sid in sample_ids(dataset):
             h.update(sid.encode())
             h.update(b"\0")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import os
 import subprocess
 import sys
 import textwrap
@@ -64,3 +65,19 @@ def test_changed_configuration_or_data_never_reuses_stale_scores(tmp_path):
     assert fits_for(x, seed=1) == 3                            # another partition
     assert fits_for(x, scoring="out_of_bag") == 3              # other rows
     assert fits_for(x + 1e-3) == 3                             # the data changed
+
+
+def test_an_edited_image_changes_the_fingerprint(tmp_path):
+    from PIL import Image
+
+    from noisyclean.data import ImageFolder
+    from noisyclean.datasets import fingerprint
+
+    for i in range(3):
+        Image.new("L", (16, 16), color=40 * i).save(tmp_path / f"img_{i}.png")
+    before = fingerprint(ImageFolder(tmp_path, image_size=16))
+    assert fingerprint(ImageFolder(tmp_path, image_size=16)) == before  # unchanged: reused
+    assert fingerprint(ImageFolder(tmp_path, image_size=32)) != before  # other preprocessing
+    Image.new("L", (16, 16), color=255).save(tmp_path / "img_1.png")
+    os.utime(tmp_path / "img_1.png", ns=(1, 1))  # a different modification time, same name
+    assert fingerprint(ImageFolder(tmp_path, image_size=16)) != before
