@@ -206,9 +206,11 @@ class Purifier:
     def _resolve_scoring(self, factory: Callable[[], Any]) -> str:
         if self.scoring != "auto":
             return self.scoring
-        declared = getattr(factory, "preferred_scoring", None)
-        if isinstance(declared, str):
-            return preferred_scoring(factory)
+        # a class (or a partial of one) declares it; only other factories need an instance,
+        # which may be costly to build (a backbone), so it is the last resort
+        target = factory.func if isinstance(factory, functools.partial) else factory
+        if isinstance(getattr(target, "preferred_scoring", None), str):
+            return preferred_scoring(target)
         return preferred_scoring(build_detector(factory, "the detector"))
 
     def _subsets(self, n: int, rng: np.random.Generator) -> list[np.ndarray]:

@@ -145,7 +145,7 @@ def test_registered_name_with_kwargs(blobs):
 def test_partial_factory(blobs):
     x, _ = blobs
     p = Purifier(functools.partial(KNNDetector, n_neighbors=2), progress=False).fit(x)
-    assert p.scoring_ == "out_of_bag"  # a partial declares nothing: an instance is asked
+    assert p.scoring_ == "out_of_bag"  # read from the partial's class, KNNDetector
     assert len(p.keep_indices_) == 80
 
 
