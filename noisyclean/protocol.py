@@ -49,6 +49,11 @@ class Detector(Protocol):
 
     A detector may declare ``preferred_scoring = "out_of_bag"`` (a class attribute) when
     scoring its own training samples is meaningless, as for memory banks.
+
+    A detector may also define ``submodel_params(share)``, returning attribute overrides that
+    make a stage-1 sub-model cheaper (a smaller memory bank, fewer epochs) when it trains on
+    ``share`` (a fraction) of the data. A sub-model only ranks the other samples; the
+    Purifier applies these overrides unless told otherwise (``Purifier(submodel_params=...)``).
     """
 
     def fit(self, dataset: Any) -> Detector: ...
@@ -72,3 +77,35 @@ def preferred_scoring(detector: object) -> ScoringMode:
             f"{SCORING_MODES}."
         )
     return mode  # type: ignore[return-value]
+
+
+def submodel_params(detector: object, share: float) -> dict[str, Any]:
+    """The overrides a detector suggests for a sub-model on ``share`` of the data (or ``{}``)."""
+    method = getattr(detector, "submodel_params", None)
+    if not callable(method):
+        return {}
+    params = method(share)
+    if not isinstance(params, dict):
+        raise TypeError(
+            f"{type(detector).__name__}.submodel_params() must return a dict of attribute "
+            f"overrides, got {type(params).__name__}."
+        )
+    return params
+
+
+def apply_params(detector: Any, params: dict[str, Any], who: str) -> Any:
+    """Set ``params`` on a fresh detector (``set_params`` when it has one) and return it."""
+    if not params:
+        return detector
+    if callable(getattr(detector, "set_params", None)):
+        detector.set_params(**params)
+        return detector
+    unknown = sorted(name for name in params if not hasattr(detector, name))
+    if unknown:
+        raise ValueError(
+            f"{who}: {type(detector).__name__} has no attribute(s) {unknown} to override; "
+            "submodel_params may only name parameters the detector's constructor takes."
+        )
+    for name, value in params.items():
+        setattr(detector, name, value)
+    return detector

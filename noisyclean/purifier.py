@@ -15,6 +15,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import inspect
+import json
 import logging
 import platform
 import time
@@ -78,6 +79,13 @@ class Purifier:
             almost clean core judge more sharply than sub-models trained on contaminated
             subsets, above all when defects repeat and vouch for each other.
         core: the fraction of samples (lowest current consensus) a refinement round trains on.
+        submodel_params: attribute overrides for the stage-1 (and refinement) sub-models,
+            never for the final detector. ``"auto"`` (default) applies what the detector's
+            ``submodel_params(share)`` suggests (patchknn: a memory bank capped at the
+            share of ``coreset_max`` that matches the share of data the sub-model saw, so k
+            sub-models on 1/k of the data cost about one model); a dict is applied on top of
+            that suggestion (``{"image_score": "topk_mean"}`` changes how sub-models score);
+            ``None`` trains sub-models exactly like the final detector.
 
     Fitted attributes (after :meth:`fit`):
         n_samples_, ids_: the number and ids of the samples.
@@ -111,6 +119,7 @@ class Purifier:
         executor_options: dict[str, Any] | None = None,
         refine: int = 0,
         core: float = 0.25,
+        submodel_params: dict[str, Any] | str | None = "auto",
     ):
         self.detector = detector
         self.k = k
@@ -127,6 +136,7 @@ class Purifier:
         self.executor_options = executor_options
         self.refine = refine
         self.core = core
+        self.submodel_params = submodel_params
 
     # -- parameters -------------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
@@ -173,6 +183,21 @@ class Purifier:
                 f"core={self.core} must be a fraction in (0, 1): the share of samples a "
                 "refinement round trains on (0.25 trains on the most trusted quarter)."
             )
+        if self.submodel_params is not None and self.submodel_params != "auto":
+            if not isinstance(self.submodel_params, dict) or not all(
+                    isinstance(key, str) for key in self.submodel_params):
+                raise ValueError(
+                    f"submodel_params={self.submodel_params!r} must be 'auto', None (no "
+                    "overrides) or a dict of attribute overrides such as "
+                    "{'image_score': 'topk_mean'}."
+                )
+            try:
+                json.dumps(self.submodel_params)
+            except TypeError as exc:
+                raise ValueError(
+                    "submodel_params must hold plain JSON values (numbers, strings, lists), "
+                    "because they are saved in the manifest and key the score cache."
+                ) from exc
         if not (self.partition == "disjoint" or callable(self.partition)):
             raise ValueError(
                 f"unknown partition={self.partition!r}; use 'disjoint' or a callable "
@@ -202,6 +227,12 @@ class Purifier:
                 f"Purifier(lambda: {type(self.detector).__name__}(...))."
             )
         return self.detector
+
+    def _submodel_overrides(self) -> dict[str, Any] | None:
+        """What a sub-model job sets on top of its detector's suggestion (``None``: nothing)."""
+        if self.submodel_params is None:
+            return None
+        return {} if self.submodel_params == "auto" else dict(self.submodel_params)
 
     def _resolve_scoring(self, factory: Callable[[], Any]) -> str:
         if self.scoring != "auto":
@@ -254,7 +285,8 @@ class Purifier:
         all_idx = np.arange(n)
         for j, train_idx in enumerate(subsets):
             score_idx = all_idx[~membership[j]] if scoring == "out_of_bag" else all_idx
-            jobs.append(SubmodelJob(j, factory, dataset, train_idx, score_idx, n, self.seed + j))
+            jobs.append(SubmodelJob(j, factory, dataset, train_idx, score_idx, n, self.seed + j,
+                                    self._submodel_overrides()))
         cache_config = {
                 "detector": factory_key(factory),
                 "partition": "disjoint" if self.partition == "disjoint" else factory_key(
@@ -265,6 +297,7 @@ class Purifier:
                 "n": n,
                 "ids": hashlib.sha256("\n".join(ids).encode()).hexdigest(),
                 "fingerprint": fingerprint(dataset),
+                "submodel_params": self.submodel_params,
         }
         cache = ScoreCache(self.cache_dir, cache_config) if self.cache_dir is not None else None
         scores = self._run(jobs, n, cache)
@@ -306,7 +339,8 @@ class Purifier:
         member = partition_mod.membership_matrix(halves, n)
         first = self.scores_.shape[0]
         jobs = [SubmodelJob(first + j, factory, dataset, half, np.flatnonzero(~member[j]), n,
-                            self.seed + first + j) for j, half in enumerate(halves)]
+                            self.seed + first + j, self._submodel_overrides())
+                for j, half in enumerate(halves)]
         cache = None
         if self.cache_dir is not None:
             core_hash = hashlib.sha256(core_idx.tobytes()).hexdigest()
@@ -430,6 +464,7 @@ class Purifier:
             "executor": self.executor if isinstance(self.executor, str) else repr(self.executor),
             "refine": int(self.refine),
             "core": float(self.core),
+            "submodel_params": self.submodel_params,
         }
 
     def manifest(self) -> dict[str, Any]:
@@ -489,6 +524,7 @@ class Purifier:
             normalize=cfg["normalize"], aggregate=agg, seed=cfg["seed"],
             detector_kwargs=cfg["detector_kwargs"] if cfg["detector_is_name"] else None,
             refine=cfg.get("refine", 0), core=cfg.get("core", 0.25),
+            submodel_params=cfg.get("submodel_params", "auto"),
         )
         arrays = load_npz(folder / SCORES)
         obj.n_samples_ = int(manifest["n_samples"])

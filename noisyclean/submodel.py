@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from noisyclean.datasets import Subset
+from noisyclean.protocol import apply_params, submodel_params
 
 
 @dataclass
@@ -28,6 +29,7 @@ class SubmodelJob:
     score_indices: np.ndarray
     n: int
     seed: int
+    params: dict[str, Any] | None = None  # set after the detector's suggestion; None: nothing
 
 
 def seed_everything(seed: int) -> None:
@@ -75,6 +77,9 @@ def run_submodel(job: SubmodelJob) -> np.ndarray:
     who = f"sub-model {job.index}"
     seed_everything(job.seed)
     detector = build_detector(job.factory, who)
+    if job.params is not None:
+        share = len(job.train_indices) / max(1, job.n)
+        apply_params(detector, {**submodel_params(detector, share), **job.params}, who)
     detector.fit(Subset(job.dataset, job.train_indices))
     scores = detector.score(Subset(job.dataset, job.score_indices))
     row = np.full(job.n, np.nan, dtype=np.float64)

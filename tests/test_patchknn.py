@@ -303,6 +303,36 @@ def test_upsample_and_smooth_preserves_a_constant_map_and_blurs_a_spike():
     assert out.max() < upsample_and_smooth(spike, (64, 64), sigma=0).max()
 
 
+def _direct_upsample_and_smooth(grid, size, sigma):
+    """The textbook computation: bilinear upsampling, then a padded separable convolution."""
+    import torch.nn.functional as F
+
+    amap = F.interpolate(grid, size=size, mode="bilinear", align_corners=False)
+    if sigma > 0:
+        r = max(1, int(4.0 * sigma + 0.5))
+        t = torch.arange(-r, r + 1, dtype=torch.float32)
+        k = torch.exp(-0.5 * (t / sigma) ** 2)
+        k = k / k.sum()
+        mode = "reflect" if min(size) > r else "replicate"
+        amap = F.conv2d(F.pad(amap, (r, r, 0, 0), mode=mode), k.view(1, 1, 1, -1))
+        amap = F.conv2d(F.pad(amap, (0, 0, r, r), mode=mode), k.view(1, 1, -1, 1))
+    return amap[:, 0]
+
+
+@pytest.mark.parametrize(
+    "grid, size, sigma",
+    [((20, 20), (160, 160), 4.0), ((7, 5), (50, 33), 2.0), ((4, 6), (12, 10), 4.0),
+     ((8, 8), (64, 64), 0.0), ((28, 28), (28, 28), 1.0)],
+)
+def test_upsample_and_smooth_matches_the_direct_convolution(grid, size, sigma):
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 1, *grid, generator=g)
+    torch.testing.assert_close(
+        upsample_and_smooth(x, size, sigma), _direct_upsample_and_smooth(x, size, sigma),
+        rtol=1e-5, atol=1e-5,
+    )
+
+
 def test_clear_errors():
     with pytest.raises(ValueError, match="image_score"):
         PatchKNN(image_score="mean")

@@ -1,0 +1,118 @@
+"""Stage-1 sub-models may be cheaper than the final detector: ``submodel_params``."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from noisyclean import Purifier
+from noisyclean.protocol import apply_params, submodel_params
+
+SEEN: list[tuple[str, float, int]] = []  # (role, bank, training size) of every fit
+
+
+class ShrinkingDetector:
+    """A toy memory bank whose sub-models ask for a bank proportional to their share."""
+
+    def __init__(self, bank: float = 100.0, extra: int = 0):
+        self.bank = bank
+        self.extra = extra
+
+    def submodel_params(self, share: float) -> dict:
+        return {"bank": self.bank * share}
+
+    def fit(self, dataset):
+        self.train_ = np.asarray(dataset, dtype=float)
+        SEEN.append(("fit", self.bank, len(self.train_)))
+        return self
+
+    def score(self, dataset):
+        x = np.asarray(dataset, dtype=float)
+        return np.abs(x[:, 0] - self.train_[:, 0].mean())
+
+
+class WithSetParams(ShrinkingDetector):
+    def set_params(self, **params):
+        SEEN.append(("set_params", params.get("bank", -1.0), 0))
+        for name, value in params.items():
+            setattr(self, name, value)
+        return self
+
+
+@pytest.fixture(autouse=True)
+def _clear():
+    SEEN.clear()
+
+
+def _data(n=60):
+    return np.random.default_rng(0).normal(size=(n, 1))
+
+
+def test_auto_applies_the_detector_suggestion_to_sub_models_only():
+    p = Purifier(ShrinkingDetector, k=3, progress=False).fit(_data())
+    sub_fits = [s for s in SEEN if s[0] == "fit"]
+    assert [(bank, n) for _, bank, n in sub_fits] == [(pytest.approx(100 * 20 / 60), 20)] * 3
+    SEEN.clear()
+    final = p.fit_final(_data())
+    assert final.bank == 100.0 and SEEN == [("fit", 100.0, 48)]
+
+
+def test_a_dict_adds_to_the_suggestion_and_none_disables_it():
+    Purifier(ShrinkingDetector, k=3, submodel_params={"bank": 7.0}, progress=False).fit(_data())
+    assert {bank for _, bank, _ in SEEN} == {7.0}
+    SEEN.clear()
+    Purifier(ShrinkingDetector, k=3, submodel_params={"extra": 1}, progress=False).fit(_data())
+    assert [bank for _, bank, _ in SEEN] == [pytest.approx(100 * 20 / 60)] * 3
+    SEEN.clear()
+    Purifier(ShrinkingDetector, k=3, submodel_params=None, progress=False).fit(_data())
+    assert {bank for _, bank, _ in SEEN} == {100.0}
+
+
+def test_set_params_is_used_when_the_detector_has_it():
+    Purifier(WithSetParams, k=2, progress=False).fit(_data())
+    assert [s[0] for s in SEEN] == ["set_params", "fit", "set_params", "fit"]
+
+
+def test_bad_overrides_get_clear_errors():
+    with pytest.raises(ValueError, match="no attribute"):
+        Purifier(ShrinkingDetector, submodel_params={"epochs": 3}, progress=False).fit(_data())
+    with pytest.raises(ValueError, match="'auto', None"):
+        Purifier(ShrinkingDetector, submodel_params="small", progress=False).fit(_data())
+    with pytest.raises(ValueError, match="JSON"):
+        Purifier(ShrinkingDetector, submodel_params={"bank": object()}, progress=False).fit(
+            _data())
+
+    class Broken(ShrinkingDetector):
+        def submodel_params(self, share):
+            return [("bank", 1)]
+
+    with pytest.raises(TypeError, match="must return a dict"):
+        submodel_params(Broken(), 0.5)
+
+
+def test_helpers_without_a_suggestion():
+    class Plain:
+        alpha = 1
+
+    assert submodel_params(Plain(), 0.3) == {}
+    assert apply_params(Plain(), {}, "x").alpha == 1
+
+
+def test_changed_overrides_do_not_reuse_cached_rows(tmp_path):
+    x = _data()
+    Purifier(ShrinkingDetector, cache_dir=tmp_path, progress=False).fit(x)
+    n_fits = len(SEEN)
+    Purifier(ShrinkingDetector, cache_dir=tmp_path, submodel_params={"bank": 3.0},
+             progress=False).fit(x)
+    assert len(SEEN) == 2 * n_fits  # retrained, not resumed from the other setting's rows
+
+
+def test_patchknn_caps_its_sub_model_bank_at_its_share():
+    pytest.importorskip("torch")
+    from noisyclean.detectors.patchknn import PatchKNN
+
+    assert PatchKNN(coreset_max=5000).submodel_params(1 / 3) == {"coreset_max": math.ceil(5000 / 3)}
+    assert PatchKNN(coreset_max=None).submodel_params(1 / 3) == {}
+    assert PatchKNN().submodel_params(1.0) == {}
