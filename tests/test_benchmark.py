@@ -30,3 +30,17 @@ def test_markdown_page(tmp_path):
     page = write_markdown(_rows(), tmp_path / "b.md", command="noisyclean benchmark", seconds=60)
     text = page.read_text()
     assert "noisyclean benchmark" in text and "| noisyclean | 79% |" in text
+
+
+def test_clean_data_column_reports_the_cost_of_purifying(tmp_path):
+    rows = [{"noise": 0.0, "seed": 0, "condition": c, "image_auroc": a}
+            for c, a in (("noisy", 0.93), ("oracle", 0.93), ("noisyclean", 0.89))]
+    text = write_markdown(rows, tmp_path / "b.md", command="x", seconds=1).read_text()
+    assert "| noisyclean | -0.040 AUROC |" in text
+
+
+def test_cost_section_reports_the_ratio(tmp_path):
+    cost = {"plain_s": 10.0, "stage1_s": 4.0, "stage2_s": 3.0, "ratio": 1.7, "n_train": 833.0,
+            "noise": 0.2, "seed": 0.0}
+    text = write_markdown(_rows(), tmp_path / "b.md", command="x", seconds=1, cost=cost)
+    assert "| 10.0 s | 4.0 s | 3.0 s | **1.70×** |" in text.read_text()
