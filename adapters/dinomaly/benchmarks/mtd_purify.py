@@ -78,7 +78,8 @@ class CountingFactory:
 def stage1(args, train, shared: bool) -> tuple[Purifier, float, int, float]:
     factory = CountingFactory(args, FeatureCache() if shared else None)
     start = time.perf_counter()
-    purifier = Purifier(factory, k=args.k, keep=args.keep, seed=0, progress=False).fit(train)
+    purifier = Purifier(factory, k=args.k, keep=args.keep, seed=0, progress=False,
+                        submodel_params=None if args.full_submodels else "auto").fit(train)
     seconds = time.perf_counter() - start
     encoded = sum(d.encoded_images_ for d in factory.made)
     training = sum(getattr(d, "train_seconds_", 0.0) for d in factory.made)
@@ -122,6 +123,9 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=1,
                         help="with --stage1-only: rounds of shared/private/private/shared runs "
                              "(the ABBA order cancels a machine load that drifts)")
+    parser.add_argument("--full-submodels", action="store_true",
+                        help="train sub-models for all --steps (default: the share of the "
+                             "steps that matches their share of the data)")
     parser.add_argument("--out", default=None, help="write the figures as JSON here")
     args = parser.parse_args()
     logging.basicConfig(level=logging.WARNING, format="%(message)s")

@@ -13,6 +13,7 @@ bf16 autocast; scoring runs under ``torch.inference_mode``.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 import weakref
@@ -210,6 +211,20 @@ class Dinomaly:
         self.seed = seed
         self.progress = progress
         self.encoded_images_ = 0
+
+    def submodel_params(self, share: float) -> dict[str, Any]:
+        """Overrides for a stage-1 sub-model trained on ``share`` of the data: fewer steps.
+
+        Why: training runs by steps, so a sub-model on a third of the images would otherwise
+        take as long as the final model and stage 1 would cost k trainings. With
+        ``max_steps`` scaled by ``share``, each image is seen as often as in the final model
+        and stage 1 costs about one training. A short budget also suits the method: a
+        sub-model only has to learn the dominant normal appearance (the learning bias), and
+        the reference code trained its sub-models far shorter than its final model.
+        """
+        if not 0.0 < share < 1.0:
+            return {}
+        return {"max_steps": max(1, math.ceil(self.max_steps * share))}
 
     def __repr__(self) -> str:
         return (

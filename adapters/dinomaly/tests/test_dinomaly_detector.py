@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 import pytest
 import torch
@@ -151,3 +153,21 @@ def test_purifier_runs_dinomaly_sub_models_by_name(tiny_kwargs, images):
     assert cache.misses == 10  # every image encoded once, for both sub-models
     final = purifier.fit_final(data)
     assert final.score(data).shape == (10,)
+    assert final.max_steps == 4  # the final model keeps its budget
+
+
+def test_sub_models_train_for_their_share_of_the_steps(tiny_kwargs, images):
+    from noisyclean import Purifier
+
+    assert Dinomaly(max_steps=5000).submodel_params(1 / 3) == {"max_steps": 1667}
+    assert Dinomaly(max_steps=5000).submodel_params(1.0) == {}
+    made = []
+
+    class Recorded(Dinomaly):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            made.append(self)
+
+    factory = functools.partial(Recorded, **{**tiny_kwargs, "max_steps": 6})
+    Purifier(factory, k=2, keep=0.6, progress=False).fit(IdDataset(images))
+    assert [len(d.loss_history_) for d in made] == [3, 3]  # 5 of 10 images: half the steps
