@@ -36,7 +36,7 @@ import numpy as np
 import torch
 from sklearn.metrics import roc_auc_score
 
-from noisyclean import consensus
+from noisyclean import consensus, selection
 from noisyclean._io import atomic_write_json
 from noisyclean.data import MagneticTile, defect_types_of, labels_of, make_noisy_split
 from noisyclean.detectors.patchknn import PatchKNN
@@ -126,8 +126,9 @@ def neighbour_purity(features: np.ndarray, y: np.ndarray, k: int = 10) -> float:
 
 
 def keep_lowest(train: np.ndarray, scores: np.ndarray, keep: float) -> np.ndarray:
-    order = np.lexsort((np.arange(len(scores)), scores))
-    return np.sort(train[order[: int(keep * len(scores) + 0.5)]])
+    """The Purifier's selection: the lowest ``keep`` share, ties to the lower index."""
+    order = selection.ranking(np.asarray(scores))
+    return np.sort(train[order[: selection.n_to_keep(keep, len(scores))]])
 
 
 def run_split(study: Study, labels, types, noise: float, seed: int) -> dict[str, float]:

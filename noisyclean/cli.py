@@ -239,8 +239,8 @@ def benchmark_cmd(
         "docs/benchmarks.md"),
     noise: Annotated[str, typer.Option(help="Comma-separated noise ratios.")] = "0,0.1,0.2,0.4",
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
-    image_size: Annotated[int, typer.Option(
-        help="Images are resized to this size (the 2-core budget setting).")] = 160,
+    image_size: Annotated[int | None, typer.Option(
+        help="Images are resized to this size (default: the 2-core budget, 160 px).")] = None,
     rows_json: Annotated[Path | None, typer.Option(
         "--rows-json", help="Also write every run's row as JSON here.")] = None,
     detector_kwargs: Annotated[str | None, typer.Option(
@@ -266,6 +266,7 @@ def benchmark_cmd(
     from noisyclean._io import atomic_write_json
     from noisyclean.benchmark import (
         BUDGET_DETECTOR_KWARGS,
+        BUDGET_IMAGE_SIZE,
         ablation_conditions,
         cold_timing,
         default_conditions,
@@ -281,6 +282,7 @@ def benchmark_cmd(
         _fail_clearly(exc)
     if notes is not None and not notes.is_file():
         _fail_clearly(_UserError(f"--notes {notes} is not a readable file."))
+    size = BUDGET_IMAGE_SIZE if image_size is None else image_size
     start = time.perf_counter()
     rows: list[dict] = []
 
@@ -292,16 +294,22 @@ def benchmark_cmd(
     try:
         run_benchmark(
             data, noise_ratios=[float(x) for x in noise.split(",")],
-            seeds=[int(x) for x in seeds.split(",")], image_size=image_size, on_row=keep_row,
+            seeds=[int(x) for x in seeds.split(",")], image_size=size, on_row=keep_row,
             detector_kwargs=kwargs,
             conditions=default_conditions() + (ablation_conditions() if ablations else []),
         )
-        timing = (cold_timing(data, image_size=image_size, detector_kwargs=kwargs)
+        timing = (cold_timing(data, image_size=size, detector_kwargs=kwargs)
                   if cost else None)
     except USER_ERRORS as exc:
         _fail_clearly(exc)
     command = "noisyclean " + " ".join(shlex.quote(a) for a in sys.argv[1:])
-    notes_text = notes.read_text(encoding="utf-8") if notes is not None else ""  # read last
+    notes_text = ""
+    if notes is not None:  # read last, so it can be edited while the grid runs
+        try:
+            notes_text = notes.read_text(encoding="utf-8")
+        except OSError as exc:  # the run's results matter more: write the page without them
+            typer.secho(f"warning: cannot read --notes {notes} ({exc}); the page has no notes",
+                        err=True, fg=typer.colors.YELLOW)
     write_markdown(rows, out, command=command, seconds=time.perf_counter() - start,
                    notes=notes_text, cost=timing)
     typer.echo(markdown_table(rows))

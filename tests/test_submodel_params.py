@@ -116,3 +116,15 @@ def test_patchknn_caps_its_sub_model_bank_at_its_share():
     assert PatchKNN(coreset_max=5000).submodel_params(1 / 3) == {"coreset_max": math.ceil(5000 / 3)}
     assert PatchKNN(coreset_max=None).submodel_params(1 / 3) == {}
     assert PatchKNN().submodel_params(1.0) == {}
+
+
+def test_patchknn_checks_overrides_as_its_constructor_does():
+    pytest.importorskip("torch")
+    from noisyclean.detectors.patchknn import PatchKNN
+
+    with pytest.raises(ValueError, match="image_score"):
+        PatchKNN().set_params(image_score="mean")
+    with pytest.raises(ValueError, match="no parameter"):
+        PatchKNN().set_params(epochs=3)
+    det = PatchKNN().set_params(coreset_max=10, image_score="topk_mean")
+    assert (det.coreset_max, det.image_score) == (10, "topk_mean")

@@ -21,6 +21,7 @@ Pipeline (PatchCore, Roth et al. 2022):
 from __future__ import annotations
 
 import functools
+import inspect
 import logging
 import math
 import time
@@ -321,6 +322,20 @@ class PatchKNN:
         if self.projection_ is not None:
             x = x @ self.projection_
         return x
+
+    def set_params(self, **params: Any) -> PatchKNN:
+        """Change constructor parameters, checked as the constructor checks them.
+
+        The Purifier sets ``submodel_params`` through this, so an override such as
+        ``image_score="mean"`` fails as clearly as ``PatchKNN(image_score="mean")`` would.
+        """
+        unknown = sorted(set(params) - set(inspect.signature(PatchKNN).parameters))
+        if unknown:
+            raise ValueError(f"PatchKNN has no parameter(s) {unknown}.")
+        for name, value in params.items():
+            setattr(self, name, value)
+        self._check_params()
+        return self
 
     # -- the detector protocol ----------------------------------------------------------
     def submodel_params(self, share: float) -> dict[str, Any]:
@@ -677,7 +692,7 @@ def gaussian_kernel1d(sigma: float) -> Any:
     """A normalised 1-D Gaussian truncated at 4 sigma (scipy's default truncation)."""
     import torch
 
-    radius = max(1, int(4.0 * sigma + 0.5))
+    radius = _blur_radius(sigma)
     t = torch.arange(-radius, radius + 1, dtype=torch.float32)
     k = torch.exp(-0.5 * (t / sigma) ** 2)
     return k / k.sum()
@@ -706,6 +721,7 @@ def upsample_and_smooth(grid: Any, size: tuple[int, int], sigma: float) -> Any:
 
 
 def _blur_radius(sigma: float) -> int:
+    """The Gaussian's half-width in pixels (4 sigma, at least 1); 0 when there is no blur."""
     return max(1, int(4.0 * sigma + 0.5)) if sigma and sigma > 0 else 0
 
 

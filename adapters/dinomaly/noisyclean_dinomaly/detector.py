@@ -12,6 +12,7 @@ bf16 autocast; scoring runs under ``torch.inference_mode``.
 
 from __future__ import annotations
 
+import inspect
 import logging
 import math
 import os
@@ -160,14 +161,6 @@ class Dinomaly:
         seed: int | None = None,
         progress: bool = True,
     ):
-        if max_steps < 1 or batch_size < 1:
-            raise ValueError("max_steps and batch_size must be at least 1")
-        if precision not in ("auto", "bf16", "fp32"):
-            raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32'; got {precision!r}")
-        if cache_dtype not in _CACHE_DTYPES:
-            raise ValueError(
-                f"cache_dtype must be one of {sorted(_CACHE_DTYPES)}; got {cache_dtype!r}"
-            )
         self.encoder = encoder
         self.weights = weights
         self.image_size = image_size
@@ -211,6 +204,32 @@ class Dinomaly:
         self.seed = seed
         self.progress = progress
         self.encoded_images_ = 0
+        self._check_params()
+
+    def _check_params(self) -> None:
+        if self.max_steps < 1 or self.batch_size < 1:
+            raise ValueError("max_steps and batch_size must be at least 1")
+        if self.precision not in ("auto", "bf16", "fp32"):
+            raise ValueError(
+                f"precision must be 'auto', 'bf16' or 'fp32'; got {self.precision!r}")
+        if self.cache_dtype not in _CACHE_DTYPES:
+            raise ValueError(
+                f"cache_dtype must be one of {sorted(_CACHE_DTYPES)}; got {self.cache_dtype!r}"
+            )
+
+    def set_params(self, **params: Any) -> Dinomaly:
+        """Change constructor parameters, checked as the constructor checks them.
+
+        The Purifier sets ``submodel_params`` through this, so a bad override fails as
+        clearly as the same argument given to the constructor.
+        """
+        unknown = sorted(set(params) - set(inspect.signature(Dinomaly).parameters))
+        if unknown:
+            raise ValueError(f"Dinomaly has no parameter(s) {unknown}.")
+        for name, value in params.items():
+            setattr(self, name, value)
+        self._check_params()
+        return self
 
     def submodel_params(self, share: float) -> dict[str, Any]:
         """Overrides for a stage-1 sub-model trained on ``share`` of the data: fewer steps.

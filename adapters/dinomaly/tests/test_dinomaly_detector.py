@@ -161,6 +161,10 @@ def test_sub_models_train_for_their_share_of_the_steps(tiny_kwargs, images):
 
     assert Dinomaly(max_steps=5000).submodel_params(1 / 3) == {"max_steps": 1667}
     assert Dinomaly(max_steps=5000).submodel_params(1.0) == {}
+    with pytest.raises(ValueError, match="max_steps"):
+        Dinomaly().set_params(max_steps=0)
+    with pytest.raises(ValueError, match="no parameter"):
+        Dinomaly().set_params(epochs=3)
     made = []
 
     class Recorded(Dinomaly):
