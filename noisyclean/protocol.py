@@ -8,6 +8,7 @@ third party's, serve as a sub-model in stage 1 and as the final model in stage 2
 
 from __future__ import annotations
 
+import inspect
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -93,19 +94,49 @@ def submodel_params(detector: object, share: float) -> dict[str, Any]:
     return params
 
 
+def set_constructor_params(detector: Any, params: dict[str, Any]) -> None:
+    """Set ``params`` as attributes, refusing names the detector's constructor does not take.
+
+    By the scikit-learn convention a constructor only stores its arguments under their own
+    names, so setting those attributes is what passing different arguments would have done.
+    A detector's ``set_params`` calls this, then checks the values as its constructor does.
+    """
+    accepted = _constructor_parameters(type(detector))
+    unknown = sorted(set(params) - accepted)
+    if unknown:
+        raise ValueError(
+            f"{type(detector).__name__} has no parameter(s) {unknown}; it takes "
+            f"{sorted(accepted)}."
+        )
+    for name, value in params.items():
+        setattr(detector, name, value)
+
+
+def _constructor_parameters(cls: type) -> set[str]:
+    """The named arguments ``cls(...)`` takes, following ``**kwargs`` up to the parents."""
+    names: set[str] = set()
+    for klass in cls.__mro__:
+        init = klass.__dict__.get("__init__")
+        if init is None or klass is object:
+            continue
+        params = list(inspect.signature(init).parameters.values())[1:]  # without self
+        names |= {p.name for p in params
+                  if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return names
+
+
 def apply_params(detector: Any, params: dict[str, Any], who: str) -> Any:
     """Set ``params`` on a fresh detector (``set_params`` when it has one) and return it."""
     if not params:
         return detector
-    if callable(getattr(detector, "set_params", None)):
-        detector.set_params(**params)
-        return detector
-    unknown = sorted(name for name in params if not hasattr(detector, name))
-    if unknown:
-        raise ValueError(
-            f"{who}: {type(detector).__name__} has no attribute(s) {unknown} to override; "
-            "submodel_params may only name parameters the detector's constructor takes."
-        )
-    for name, value in params.items():
-        setattr(detector, name, value)
+    setter = getattr(detector, "set_params", None)
+    try:
+        if callable(setter):
+            setter(**params)
+        else:
+            set_constructor_params(detector, params)
+    except ValueError as exc:
+        raise ValueError(f"{who}: submodel_params: {exc}") from exc
     return detector

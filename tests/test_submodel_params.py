@@ -76,7 +76,7 @@ def test_set_params_is_used_when_the_detector_has_it():
 
 
 def test_bad_overrides_get_clear_errors():
-    with pytest.raises(ValueError, match="no attribute"):
+    with pytest.raises(ValueError, match=r"no parameter\(s\) \[.epochs.\]"):
         Purifier(ShrinkingDetector, submodel_params={"epochs": 3}, progress=False).fit(_data())
     with pytest.raises(ValueError, match="'auto', None"):
         Purifier(ShrinkingDetector, submodel_params="small", progress=False).fit(_data())

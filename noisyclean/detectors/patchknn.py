@@ -21,7 +21,6 @@ Pipeline (PatchCore, Roth et al. 2022):
 from __future__ import annotations
 
 import functools
-import inspect
 import logging
 import math
 import time
@@ -41,6 +40,7 @@ from noisyclean.features import (
     renormalize,
     shared_backbone,
 )
+from noisyclean.protocol import set_constructor_params
 
 logger = logging.getLogger(__name__)
 
@@ -329,11 +329,7 @@ class PatchKNN:
         The Purifier sets ``submodel_params`` through this, so an override such as
         ``image_score="mean"`` fails as clearly as ``PatchKNN(image_score="mean")`` would.
         """
-        unknown = sorted(set(params) - set(inspect.signature(PatchKNN).parameters))
-        if unknown:
-            raise ValueError(f"PatchKNN has no parameter(s) {unknown}.")
-        for name, value in params.items():
-            setattr(self, name, value)
+        set_constructor_params(self, params)
         self._check_params()
         return self
 

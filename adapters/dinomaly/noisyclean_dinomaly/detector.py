@@ -12,7 +12,6 @@ bf16 autocast; scoring runs under ``torch.inference_mode``.
 
 from __future__ import annotations
 
-import inspect
 import logging
 import math
 import os
@@ -27,6 +26,7 @@ import torch
 from noisyclean.datasets import root_dataset, sample_ids
 from noisyclean.feature_cache import FeatureCache, default_feature_cache
 from noisyclean.progress import progress as progress_bar
+from noisyclean.protocol import set_constructor_params
 from noisyclean_dinomaly import config
 from noisyclean_dinomaly.data import PreparedImages, Preprocessor, content_id, image_batches
 from noisyclean_dinomaly.encoders import FrozenEncoder, build_encoder
@@ -223,11 +223,7 @@ class Dinomaly:
         The Purifier sets ``submodel_params`` through this, so a bad override fails as
         clearly as the same argument given to the constructor.
         """
-        unknown = sorted(set(params) - set(inspect.signature(Dinomaly).parameters))
-        if unknown:
-            raise ValueError(f"Dinomaly has no parameter(s) {unknown}.")
-        for name, value in params.items():
-            setattr(self, name, value)
+        set_constructor_params(self, params)
         self._check_params()
         return self
 
