@@ -9,6 +9,7 @@ third party's, serve as a sub-model in stage 1 and as the final model in stage 2
 from __future__ import annotations
 
 import inspect
+from collections.abc import Callable
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -94,12 +95,15 @@ def submodel_params(detector: object, share: float) -> dict[str, Any]:
     return params
 
 
-def set_constructor_params(detector: Any, params: dict[str, Any]) -> None:
+def set_constructor_params(
+    detector: Any, params: dict[str, Any], check: Callable[[], None] | None = None
+) -> None:
     """Set ``params`` as attributes, refusing names the detector's constructor does not take.
 
     By the scikit-learn convention a constructor only stores its arguments under their own
     names, so setting those attributes is what passing different arguments would have done.
-    A detector's ``set_params`` calls this, then checks the values as its constructor does.
+    ``check`` is the detector's own validation, as its constructor runs it; when it raises,
+    every attribute gets its old value back, so a rejected change leaves a working detector.
     """
     accepted = _constructor_parameters(type(detector))
     unknown = sorted(set(params) - accepted)
@@ -108,8 +112,21 @@ def set_constructor_params(detector: Any, params: dict[str, Any]) -> None:
             f"{type(detector).__name__} has no parameter(s) {unknown}; it takes "
             f"{sorted(accepted)}."
         )
+    missing = object()
+    before = {name: getattr(detector, name, missing) for name in params}
     for name, value in params.items():
         setattr(detector, name, value)
+    if check is None:
+        return
+    try:
+        check()
+    except Exception:
+        for name, value in before.items():
+            if value is missing:
+                delattr(detector, name)
+            else:
+                setattr(detector, name, value)
+        raise
 
 
 def _constructor_parameters(cls: type) -> set[str]:

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from noisyclean import Purifier
-from noisyclean.protocol import apply_params, submodel_params
+from noisyclean.protocol import apply_params, set_constructor_params, submodel_params
 
 SEEN: list[tuple[str, float, int]] = []  # (role, bank, training size) of every fit
 
@@ -128,3 +128,48 @@ def test_patchknn_checks_overrides_as_its_constructor_does():
         PatchKNN().set_params(epochs=3)
     det = PatchKNN().set_params(coreset_max=10, image_score="topk_mean")
     assert (det.coreset_max, det.image_score) == (10, "topk_mean")
+
+
+def test_patchknn_refuses_numbers_of_the_wrong_type_where_they_are_set():
+    pytest.importorskip("torch")
+    from noisyclean.detectors.patchknn import PatchKNN
+
+    with pytest.raises(TypeError, match=r"coreset_max must be an integer >= 1 or None, got 'a'"):
+        PatchKNN(coreset_max="a")
+    with pytest.raises(ValueError, match="coreset_max must be an integer >= 1"):
+        PatchKNN(coreset_max=0)
+    with pytest.raises(TypeError, match="n_neighbors"):
+        PatchKNN(n_neighbors=True)  # a bool is not a count
+    with pytest.raises(ValueError, match="sigma must be a number >= 0"):
+        PatchKNN(sigma=float("nan"))
+    with pytest.raises(ValueError, match="topk must be a number > 0"):
+        PatchKNN(topk=0)
+    assert PatchKNN(coreset_max=None, coreset_ratio=None, sigma=0).coreset_max is None
+
+
+def test_a_rejected_override_leaves_the_detector_as_it_was():
+    pytest.importorskip("torch")
+    from noisyclean.detectors.patchknn import PatchKNN
+
+    det = PatchKNN(coreset_max=100, image_score="max")
+    with pytest.raises(TypeError, match="coreset_max"):
+        det.set_params(image_score="topk_mean", coreset_max="a")
+    assert (det.coreset_max, det.image_score) == (100, "max")
+    assert det.set_params(coreset_max=7).coreset_max == 7  # still usable afterwards
+
+
+def test_set_constructor_params_restores_attributes_the_check_rejects():
+    class Strict:
+        def __init__(self, alpha=1):
+            self.alpha = alpha
+
+        def check(self):
+            if self.alpha < 0:
+                raise ValueError("alpha must be >= 0")
+
+    det = Strict()
+    with pytest.raises(ValueError, match="alpha"):
+        set_constructor_params(det, {"alpha": -1}, check=det.check)
+    assert det.alpha == 1
+    set_constructor_params(det, {"alpha": 5}, check=det.check)
+    assert det.alpha == 5

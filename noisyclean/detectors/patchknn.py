@@ -15,7 +15,7 @@ Pipeline (PatchCore, Roth et al. 2022):
 4. A greedy k-center coreset on randomly projected features (the memory bank).
 5. Each test patch's distance to its nearest memory patches; the grid of distances is
    upsampled to the image size and smoothed with a Gaussian (sigma 4): the anomaly map. The
-   image score is the map's max (or the mean of its top fraction).
+   image score is the mean of the map's top 1 % (or its max, as PatchCore).
 """
 
 from __future__ import annotations
@@ -51,6 +51,49 @@ INPUT_NORMS = ("imagenet", "backbone")
 FEATURE_DTYPES = ("float16", "float32")
 
 
+_NUMERIC_PARAMS = (
+    # (name, "count" = integer >= 1 | "positive" = real > 0 | "nonnegative" = real >= 0
+    #  | "integer" = any integer, may be None)
+    ("feature_dim", "count", True),
+    ("coreset_ratio", "positive", True),
+    ("coreset_max", "count", True),
+    ("coreset_projection_dim", "count", False),
+    ("coreset_pool", "count", True),
+    ("n_neighbors", "count", False),
+    ("sigma", "nonnegative", False),
+    ("topk", "positive", False),
+    ("batch_size", "count", False),
+    ("knn_chunk_bytes", "count", False),
+    ("denoise_fraction", "nonnegative", False),
+    ("denoise_neighbors", "count", False),
+    ("seed", "integer", False),
+)
+"""PatchKNN's numeric settings and what each must be. Checked when the detector is built or
+its parameters are set, so that a typo such as ``coreset_max="5k"`` fails there, naming the
+setting, and not minutes later inside ``fit`` with a bare ``int()`` error."""
+
+
+_NUMBER_RULES = {  # kind: (integers only?, lowest allowed, allowed value equal to it?, wording)
+    "count": (True, 1, True, "an integer >= 1"),
+    "integer": (True, None, True, "an integer"),
+    "positive": (False, 0, False, "a number > 0"),
+    "nonnegative": (False, 0, True, "a number >= 0"),
+}
+
+
+def _check_number(name: str, value: Any, kind: str, optional: bool) -> None:
+    if value is None and optional:
+        return
+    integral, low, inclusive, wording = _NUMBER_RULES[kind]
+    kinds = (int, np.integer) if integral else (int, float, np.integer, np.floating)
+    need = wording + (" or None" if optional else "")
+    if isinstance(value, bool) or not isinstance(value, kinds):
+        raise TypeError(f"PatchKNN: {name} must be {need}, got {value!r} "
+                        f"({type(value).__name__}).")
+    if math.isnan(value) or (low is not None and (value < low or (value == low and not inclusive))):
+        raise ValueError(f"PatchKNN: {name} must be {need}, got {value!r}.")
+
+
 class PatchKNN:
     """PatchCore-style anomaly detector on frozen EfficientNet-Lite0 patch features.
 
@@ -78,7 +121,10 @@ class PatchKNN:
             out of 522k patches dropped image AUROC from 0.93 to 0.86).
         n_neighbors: a patch's score is the mean distance to this many nearest memory patches.
         sigma: the Gaussian smoothing of the anomaly map, in pixels of the item (0: none).
-        image_score: ``"max"`` of the map, or ``"topk_mean"``: mean of its top ``topk``.
+        image_score: ``"topk_mean"``: the mean of the map's top ``topk`` (the default), or
+            the map's ``"max"`` (PatchCore's score). On Magnetic Tile the top 1 % scored
+            about 0.01 image AUROC higher than the max, on clean and contaminated training
+            sets alike (docs/benchmarks.md): one hot pixel of a normal image moves it less.
         topk: with ``"topk_mean"``, the fraction of pixels averaged (0.01 = top 1 %).
         batch_size: images per backbone forward.
         device: torch device for the backbone and the searches.
@@ -120,7 +166,7 @@ class PatchKNN:
         coreset_pool: int | None = None,
         n_neighbors: int = 1,
         sigma: float = 4.0,
-        image_score: str = "max",
+        image_score: str = "topk_mean",
         topk: float = 0.01,
         batch_size: int = 32,
         device: str = "cpu",
@@ -186,11 +232,11 @@ class PatchKNN:
             bad("coreset", ("greedy", "random"))
         if not self.layers:
             raise ValueError("PatchKNN: layers must name at least one feature level, e.g. (2, 3).")
-        if self.n_neighbors < 1:
-            raise ValueError(f"PatchKNN: n_neighbors must be >= 1, got {self.n_neighbors}.")
-        if not 0.0 < self.topk <= 1.0:
+        for name, kind, optional in _NUMERIC_PARAMS:
+            _check_number(name, getattr(self, name), kind, optional)
+        if self.topk > 1.0:
             raise ValueError(f"PatchKNN: topk is a fraction of pixels in (0, 1], got {self.topk}.")
-        if not 0.0 <= self.denoise_fraction < 1.0:
+        if self.denoise_fraction >= 1.0:
             raise ValueError(
                 f"PatchKNN: denoise_fraction must lie in [0, 1), got {self.denoise_fraction}."
             )
@@ -329,8 +375,7 @@ class PatchKNN:
         The Purifier sets ``submodel_params`` through this, so an override such as
         ``image_score="mean"`` fails as clearly as ``PatchKNN(image_score="mean")`` would.
         """
-        set_constructor_params(self, params)
-        self._check_params()
+        set_constructor_params(self, params, check=self._check_params)
         return self
 
     # -- the detector protocol ----------------------------------------------------------

@@ -223,8 +223,7 @@ class Dinomaly:
         The Purifier sets ``submodel_params`` through this, so a bad override fails as
         clearly as the same argument given to the constructor.
         """
-        set_constructor_params(self, params)
-        self._check_params()
+        set_constructor_params(self, params, check=self._check_params)
         return self
 
     def submodel_params(self, share: float) -> dict[str, Any]:
