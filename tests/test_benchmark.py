@@ -44,3 +44,22 @@ def test_cost_section_reports_the_ratio(tmp_path):
             "noise": 0.2, "seed": 0.0}
     text = write_markdown(_rows(), tmp_path / "b.md", command="x", seconds=1, cost=cost)
     assert "| 10.0 s | 4.0 s | 3.0 s | **1.70×** |" in text.read_text()
+
+
+def test_ablation_rows_get_their_own_compact_table(tmp_path):
+    rows = _rows() + [
+        {"noise": 0.2, "seed": s, "condition": "bags", "image_auroc": a, "anomaly_recall": 0.5,
+         "stage1_s": 3.0} for s, a in ((0, 0.70), (1, 0.72))
+    ] + [{"noise": 0.0, "seed": 0, "condition": c, "image_auroc": a}
+         for c, a in (("noisy", 0.93), ("oracle", 0.93), ("bags", 0.90))]
+    text = write_markdown(rows, tmp_path / "b.md", command="x", seconds=1).read_text()
+    main, ablations = text.split("## Ablations")
+    assert "| bags" not in main  # the main tables hold the default conditions only
+    # noise 0.2: gap 0.29, bags closes 0.71 - 0.62 = 0.09 of it; noise 0: 0.90 - 0.93
+    assert "| bags | 0.900 (-0.030) | 0.710 (31%) | 0.50 | 3.0 |" in ablations
+    assert "| oracle | 0.930 | 0.910 | | |" in ablations
+
+
+def test_no_ablation_section_without_ablation_rows(tmp_path):
+    text = write_markdown(_rows(), tmp_path / "b.md", command="x", seconds=1).read_text()
+    assert "## Ablations" not in text
