@@ -15,7 +15,15 @@ What it measures, per noise ratio and seed (the benchmark's splits):
   leave-one-out scoring against everything else with k = 1 and 3 distinct images;
 - the test image AUROC of the final detector for: noisy, oracle, the recipe and
   leave-one-out (k = 3) purification at keep 0.8 and 0.7, each with a final score counting
-  the 1st, 2nd or 3rd nearest distinct training image (robust final scoring).
+  the 1st, 2nd or 3rd nearest distinct training image (robust final scoring);
+- soft down-weighting instead of dropping: every training image stays in the bank, and
+  distances to it grow with its consensus rank above the median (``soft/...``);
+- purification by each map's max over its median (``recipe÷median``), which asks whether
+  defect images differ as a whole;
+- with ``--bank-seeds``, for those seeds: a real, size-limited bank of the noisy, oracle and
+  recipe-purified sets, chosen by the greedy coreset (3,000 patches, as the benchmark) or
+  at random (10,000 patches), to see whether the greedy coreset's taste for outliers is
+  what lets defects in (``bank/...``; about a minute per split).
 
 Run from the repository root (about 17 minutes for the distances, which are kept and
 resumed, then about 90 s per split on 2 cores)::
@@ -39,7 +47,7 @@ from sklearn.metrics import roc_auc_score
 from noisyclean import consensus, selection
 from noisyclean._io import atomic_write_json
 from noisyclean.data import MagneticTile, defect_types_of, labels_of, make_noisy_split
-from noisyclean.detectors.patchknn import PatchKNN
+from noisyclean.detectors.patchknn import PatchKNN, greedy_coreset
 from noisyclean.partition import disjoint
 
 IMAGE_SIZE = 160
@@ -107,12 +115,26 @@ class Study:
 
     def image_scores(self, queries, bank, kth: int = 1) -> np.ndarray:
         """The max of the lightly smoothed patch-score grid, as the detector's image score."""
-        grid = self.patch_scores(queries, bank, kth).view(len(queries), 1, -1, self.grid_w)
-        padded = torch.nn.functional.pad(grid, (1, 1, 1, 1), mode="replicate")
-        return torch.nn.functional.conv2d(padded, BINOMIAL).flatten(1).amax(1).numpy()
+        return self.smoothed_maps(self.patch_scores(queries, bank, kth)).amax(1).numpy()
 
     def test_auroc(self, bank, test, kth: int = 1) -> float:
         return float(roc_auc_score(self.y[test], self.image_scores(test, bank, kth)))
+
+    def smoothed_maps(self, patches: torch.Tensor) -> torch.Tensor:
+        """Patch-score grids ``(n, P)`` lightly smoothed, flattened back to ``(n, P)``."""
+        grid = patches.view(len(patches), 1, -1, self.grid_w)
+        padded = torch.nn.functional.pad(grid, (1, 1, 1, 1), mode="replicate")
+        return torch.nn.functional.conv2d(padded, BINOMIAL).flatten(1)
+
+    def soft_test_auroc(self, train, penalty: np.ndarray, test) -> float:
+        """Test AUROC with every training image in the bank, each image's distances
+        increased by its ``penalty``: a suspicious image still counts as normal, only less."""
+        bank, pen = torch.as_tensor(train), torch.as_tensor(penalty, dtype=torch.float32)
+        scores = []
+        for s in range(0, len(test), 64):
+            m = self.d[torch.as_tensor(test[s:s + 64])][:, :, bank].float() + pen[None, None]
+            scores.append(self.smoothed_maps(m.amin(2)).amax(1))
+        return float(roc_auc_score(self.y[test], torch.cat(scores).numpy()))
 
 
 def neighbour_purity(features: np.ndarray, y: np.ndarray, k: int = 10) -> float:
@@ -125,23 +147,51 @@ def neighbour_purity(features: np.ndarray, y: np.ndarray, k: int = 10) -> float:
     return float(y[nearest[y == 1]].mean())
 
 
+def bank_test_auroc(study: Study, x: torch.Tensor, images, test, size: int, how: str,
+                    seed: int) -> float:
+    """Test AUROC of a real memory bank of ``size`` patches from ``images``' patches,
+    picked by the greedy k-center coreset (``"greedy"``) or uniformly (``"random"``)."""
+    patches = x[torch.as_tensor(images)].reshape(-1, x.shape[2])
+    if how == "greedy":
+        bank = patches[greedy_coreset(patches, size, 64, seed=seed)]
+    else:
+        gen = torch.Generator().manual_seed(seed)
+        bank = patches[torch.randperm(len(patches), generator=gen)[:size]]
+    bank_sq = (bank * bank).sum(1)
+    scores = []
+    for s in range(0, len(test), 32):
+        q = x[torch.as_tensor(test[s:s + 32])]
+        flat = q.reshape(-1, x.shape[2])
+        d2 = torch.addmm(bank_sq[None] + (flat * flat).sum(1)[:, None], flat, bank.T, alpha=-2)
+        nearest = d2.amin(1).clamp_min_(0).sqrt_().view(len(q), -1)
+        scores.append(study.smoothed_maps(nearest).amax(1))
+    return float(roc_auc_score(study.y[test], torch.cat(scores).numpy()))
+
+
 def keep_lowest(train: np.ndarray, scores: np.ndarray, keep: float) -> np.ndarray:
     """The Purifier's selection: the lowest ``keep`` share, ties to the lower index."""
     order = selection.ranking(np.asarray(scores))
     return np.sort(train[order[: selection.n_to_keep(keep, len(scores))]])
 
 
-def run_split(study: Study, labels, types, noise: float, seed: int) -> dict[str, float]:
+def run_split(study: Study, labels, types, noise: float, seed: int,
+              x: torch.Tensor | None = None) -> dict[str, float]:
     split = make_noisy_split(labels, types, noise, seed=seed)
     train, test = np.asarray(split.train_indices), np.asarray(split.test_indices)
     y = labels[train]
     n = len(train)
     rows = np.full((3, n), np.nan)
+    spread = np.full((3, n), np.nan)  # each map's max over its median
+    mean_rows = np.full((3, n), np.nan)  # each map's mean
     for j, sub in enumerate(disjoint(n, 3, np.random.default_rng(seed))):
         oob = np.setdiff1d(np.arange(n), sub)
-        rows[j, oob] = study.image_scores(train[oob], train[sub])
+        maps = study.smoothed_maps(study.patch_scores(train[oob], train[sub]))
+        rows[j, oob] = maps.amax(1).numpy()
+        spread[j, oob] = (maps.amax(1) / maps.median(1).values).numpy()
+        mean_rows[j, oob] = maps.mean(1).numpy()
+    recipe = consensus.aggregate(consensus.normalize(rows, "rank"), "mean")
     purification = {
-        "recipe": consensus.aggregate(consensus.normalize(rows, "rank"), "mean"),
+        "recipe": recipe,
         "loo3": study.image_scores(train, train, 3),
     }
     out = {"noisy": study.test_auroc(train, test), "oracle": study.test_auroc(train[y == 0], test)}
@@ -152,6 +202,23 @@ def run_split(study: Study, labels, types, noise: float, seed: int) -> dict[str,
             kept = keep_lowest(train, scores, keep)
             for kth in (1, 2, 3):
                 out[f"{name}@{keep}/k{kth}"] = study.test_auroc(kept, test, kth)
+    kept = keep_lowest(train, consensus.aggregate(consensus.normalize(spread, "rank"), "mean"),
+                       0.8)
+    out["recipe÷median@0.8/k1"] = study.test_auroc(kept, test)
+    # soft down-weighting: a penalty, in units of a typical distance, that grows from 0 at
+    # the median consensus rank to `weight` at the top
+    rank = (np.argsort(np.argsort(recipe)) + 0.5) / n
+    scale = float(study.d[torch.as_tensor(train[:50])][:, :, torch.as_tensor(train)]
+                  .float().median())
+    for weight in (1.0, 2.0):
+        penalty = weight * scale * np.clip(2 * rank - 1, 0, None)
+        out[f"soft/hinge x{weight:g}"] = study.soft_test_auroc(train, penalty, test)
+    if x is not None:
+        kept = keep_lowest(train, recipe, 0.8)
+        for name, images in (("noisy", train), ("oracle", train[y == 0]), ("recipe@0.8", kept)):
+            for how, size in (("greedy", 3000), ("random", 10000)):
+                out[f"bank/{name} {how} {size}"] = bank_test_auroc(
+                    study, x, images, test, size, how, seed)
     if 0 < y.sum() < n:
         out["sep/true-normals"] = roc_auc_score(y, study.image_scores(train, train[y == 0]))
         # is a defect image's whole map raised, or only its defect? max over median of the map
@@ -162,7 +229,10 @@ def run_split(study: Study, labels, types, noise: float, seed: int) -> dict[str,
             y, study.image_scores(train, train[y == 0], 10))
         out["anomalies among an anomaly's 10 nearest images"] = neighbour_purity(
             study.global_features[train], y)
+        out["sep/true-normals map mean"] = roc_auc_score(y, patches.mean(1).numpy())
         out["sep/recipe"] = roc_auc_score(y, purification["recipe"])
+        out["sep/recipe map mean"] = roc_auc_score(
+            y, consensus.aggregate(consensus.normalize(mean_rows, "rank"), "mean"))
         out["sep/loo1"] = roc_auc_score(y, study.image_scores(train, train, 1))
         out["sep/loo3"] = roc_auc_score(y, purification["loo3"])
     return {k: float(v) for k, v in out.items()}
@@ -170,7 +240,8 @@ def run_split(study: Study, labels, types, noise: float, seed: int) -> dict[str,
 
 def summary_table(results: dict[str, dict[str, float]], noises, seeds) -> str:
     """Mean test AUROC per strategy and noise; the share of the gap closed (loss at 0)."""
-    names = [k for k in results[f"{noises[0]}/{seeds[0]}"] if not k.startswith("sep/")]
+    names = [k for k in results[f"{noises[0]}/{seeds[0]}"] if not k.startswith("sep/")
+             and not k.startswith("anomalies") and not k.startswith("bank/")]
     lines = ["| strategy | " + " | ".join(f"noise {n}" for n in noises) + " |",
              "|---|" + "---|" * len(noises)]
     for name in names:
@@ -183,6 +254,21 @@ def summary_table(results: dict[str, dict[str, float]], noises, seeds) -> str:
             else:
                 cells.append(f"{ours:.3f} ({(ours - noisy) / (oracle - noisy):+.0%})")
         lines.append(f"| {name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def bank_table(results: dict[str, dict[str, float]], noises, seeds) -> str:
+    """Test AUROC of the real, size-limited banks, for the seeds that ran them."""
+    ran = [s for s in seeds if any(k.startswith("bank/") for k in results[f"{noises[0]}/{s}"])]
+    if not ran:
+        return ""
+    keys = [k for k in results[f"{noises[0]}/{ran[0]}"] if k.startswith("bank/")]
+    label = f"seed{'s' if len(ran) > 1 else ''} {', '.join(map(str, ran))}"
+    lines = [f"| bank ({label}) | "
+             + " | ".join(f"noise {n}" for n in noises) + " |", "|---|" + "---|" * len(noises)]
+    for key in keys:
+        cells = [f"{statistics.mean(results[f'{n}/{s}'][key] for s in ran):.3f}" for n in noises]
+        lines.append(f"| {key.removeprefix('bank/')} | " + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -207,20 +293,26 @@ def main() -> None:
     parser.add_argument("--out", type=Path, default=Path("benchmarks/mtd-strategy-study.json"))
     parser.add_argument("--noise", default="0,0.1,0.2,0.4")
     parser.add_argument("--seeds", default="0,1,2")
+    parser.add_argument("--bank-seeds", default="0",
+                        help="seeds that also compare real greedy and random banks ('' for none)")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
     x, labels, types, grid_w = projected_features(args.data)
     study = Study(image_distances(x, args.work), labels, grid_w, x)
     noises = [float(v) for v in args.noise.split(",")]
     seeds = [int(v) for v in args.seeds.split(",")]
+    bank_seeds = {int(v) for v in args.bank_seeds.split(",") if v.strip()}
     results = {}
     for seed in seeds:
         for noise in noises:
-            results[f"{noise}/{seed}"] = run_split(study, labels, types, noise, seed)
+            results[f"{noise}/{seed}"] = run_split(study, labels, types, noise, seed,
+                                                   x if seed in bank_seeds else None)
             print(f"noise {noise} seed {seed}:", json.dumps(
                 {k: round(v, 3) for k, v in results[f'{noise}/{seed}'].items()}), flush=True)
             atomic_write_json(args.out, results)
     print(summary_table(results, noises, seeds))
+    print()
+    print(bank_table(results, noises, seeds))
     if any(n > 0 for n in noises):
         print()
         print(diagnostics_table(results, noises, seeds))
