@@ -52,8 +52,7 @@ FEATURE_DTYPES = ("float16", "float32")
 
 
 _NUMERIC_PARAMS = (
-    # (name, "count" = integer >= 1 | "positive" = real > 0 | "nonnegative" = real >= 0
-    #  | "integer" = any integer, may be None)
+    # (name, kind: a key of _NUMBER_RULES, may it be None?)
     ("feature_dim", "count", True),
     ("coreset_ratio", "positive", True),
     ("coreset_max", "count", True),
