@@ -1,8 +1,10 @@
 """Per-sub-model score rows on disk, so that a killed stage 1 resumes where it stopped.
 
 Each finished sub-model's score row is written atomically as soon as it exists, into a
-folder named by a hash of everything that determines it: the detector, the partition and
-its seed, the scoring mode, and the samples (their ids and a content fingerprint). A run
+folder named by a hash of everything that determines it: the detector (with every
+constructor argument, defaults included, where they can be known), the sub-model overrides,
+the partition and its seed, the scoring mode, and the samples (their ids and a content
+fingerprint). A run
 with any of these changed lands in another folder, so stale scores are never reused.
 Normalisation, aggregation and ``keep`` are not part of the key: they only recombine rows,
 so changing them reuses every trained sub-model.

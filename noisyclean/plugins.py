@@ -169,11 +169,12 @@ def detector_factory(name: str, **kwargs: Any) -> Callable[[], Any]:
     """A zero-argument factory for a registered detector (what the Purifier needs)."""
     info = detector_info(name)
     cls = info.load()
-    return _BoundFactory(cls, kwargs, name)
+    return BoundFactory(cls, kwargs, name)
 
 
-class _BoundFactory:
-    """``lambda: cls(**kwargs)``, but picklable so the process executor can ship it."""
+class BoundFactory:
+    """``lambda: cls(**kwargs)``, but picklable so the process executor can ship it, and
+    open about its class and arguments (the score cache keys on them, defaults included)."""
 
     def __init__(self, cls: Callable[..., Any], kwargs: dict[str, Any], name: str):
         self.cls, self.kwargs, self.name = cls, dict(kwargs), name

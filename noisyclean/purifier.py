@@ -84,7 +84,7 @@ class Purifier:
             ``submodel_params(share)`` suggests (patchknn: a memory bank capped at the
             share of ``coreset_max`` that matches the share of data the sub-model saw, so k
             sub-models on 1/k of the data cost about one model); a dict is applied on top of
-            that suggestion (``{"image_score": "topk_mean"}`` changes how sub-models score);
+            that suggestion (``{"image_score": "max"}`` changes how sub-models score);
             ``None`` trains sub-models exactly like the final detector.
 
     Fitted attributes (after :meth:`fit`):
@@ -99,6 +99,10 @@ class Purifier:
         ranking_: original indices from most normal to most anomalous.
         n_keep_, keep_indices_, drop_indices_, keep_mask_: the selection, in original indices.
         timings_: seconds spent per phase.
+        detector_arguments_: every constructor argument of the detector, defaults
+            included, as text (``None`` for a factory that is not a class, a partial of one
+            or a registered name). The score cache keys on it, so a changed default never
+            resumes from rows scored under the old one.
     """
 
     def __init__(
@@ -287,8 +291,10 @@ class Purifier:
             score_idx = all_idx[~membership[j]] if scoring == "out_of_bag" else all_idx
             jobs.append(SubmodelJob(j, factory, dataset, train_idx, score_idx, n, self.seed + j,
                                     self._submodel_overrides()))
+        self.detector_arguments_ = resolved_arguments(factory)
         cache_config = {
                 "detector": factory_key(factory),
+                "detector_arguments": self.detector_arguments_,
                 "partition": "disjoint" if self.partition == "disjoint" else factory_key(
                     self.partition),
                 "k": int(self.k),
@@ -473,6 +479,7 @@ class Purifier:
         return {
             "format": MANIFEST_FORMAT,
             "config": self._config(),
+            "detector_arguments": self.detector_arguments_,
             "versions": self.versions_,
             "seed": int(self.seed),
             "scoring": self.scoring_,
@@ -544,6 +551,7 @@ class Purifier:
         obj.keep_mask_[obj.keep_indices_] = True
         obj.timings_ = dict(manifest.get("timings", {}))
         obj.versions_ = dict(manifest.get("versions", {}))
+        obj.detector_arguments_ = manifest.get("detector_arguments")
         return obj
 
     def report(self, dataset: Any, path: str | Path, **options: Any) -> Path:
@@ -585,10 +593,42 @@ def factory_key(obj: Any) -> str:
     if code is not None:
         digest = hashlib.sha256(code.co_code + repr(code.co_consts).encode()).hexdigest()[:12]
         return f"{obj.__module__}.{obj.__qualname__}#{digest}"
+    return _stable_repr(obj)
+
+
+def _stable_repr(obj: Any) -> str:
+    """``repr(obj)``, or its type's name when the repr holds a memory address."""
     text = repr(obj)
     if " at 0x" in text:
         return f"{type(obj).__module__}.{type(obj).__qualname__}"
     return text
+
+
+def resolved_arguments(factory: Any) -> dict[str, str] | None:
+    """Every argument a factory passes to its detector's constructor, defaults included.
+
+    Why: a cache key or manifest that records only the arguments given would not notice a
+    changed default (after an upgrade, say), and a resumed run would then mix scores from
+    two different detectors. Known for classes, partials of classes and registered names;
+    ``None`` for other callables, whose code hash in :func:`factory_key` is all there is.
+    """
+    from noisyclean.plugins import BoundFactory
+
+    args: tuple[Any, ...] = ()
+    kwargs: dict[str, Any] = {}
+    target = factory
+    if isinstance(target, functools.partial):
+        args, kwargs, target = target.args, dict(target.keywords), target.func
+    elif isinstance(target, BoundFactory):
+        kwargs, target = dict(target.kwargs), target.cls
+    if not inspect.isclass(target):
+        return None
+    try:
+        bound = inspect.signature(target).bind_partial(*args, **kwargs)
+    except (TypeError, ValueError):  # no introspectable signature, or arguments it refuses
+        return None
+    bound.apply_defaults()
+    return {name: _stable_repr(value) for name, value in bound.arguments.items()}
 
 
 def _versions() -> dict[str, str]:

@@ -81,3 +81,47 @@ def test_an_edited_image_changes_the_fingerprint(tmp_path):
     Image.new("L", (16, 16), color=255).save(tmp_path / "img_1.png")
     os.utime(tmp_path / "img_1.png", ns=(1, 1))  # a different modification time, same name
     assert fingerprint(ImageFolder(tmp_path, image_size=16)) != before
+
+
+def _detector_with_default(alpha_default: float):
+    """The same class name and code each time; only the default of ``alpha`` differs."""
+
+    class Shifted:
+        fits = 0
+
+        def __init__(self, alpha: float = alpha_default):
+            self.alpha = alpha
+
+        def fit(self, dataset):
+            type(self).fits += 1
+            self.mean_ = np.asarray(dataset, dtype=float).mean(0)
+            return self
+
+        def score(self, dataset):
+            return np.abs(np.asarray(dataset, dtype=float) - self.mean_).sum(1) * self.alpha
+
+    return Shifted
+
+
+def test_a_changed_default_does_not_resume_from_rows_scored_under_the_old_one(tmp_path):
+    x = np.random.default_rng(0).normal(size=(30, 2))
+    old, new = _detector_with_default(1.0), _detector_with_default(2.0)
+    first = Purifier(old, k=3, cache_dir=tmp_path, progress=False).fit(x)
+    assert first.detector_arguments_ == {"alpha": "1.0"}
+    again = Purifier(old, k=3, cache_dir=tmp_path, progress=False).fit(x)
+    assert old.fits == 3  # the same detector resumed from the cache: no new fits
+    np.testing.assert_array_equal(again.scores_, first.scores_)
+    changed = Purifier(new, k=3, cache_dir=tmp_path, progress=False).fit(x)
+    assert new.fits == 3  # retrained: same name and code, another default
+    np.testing.assert_allclose(changed.scores_, 2 * first.scores_)
+
+
+def test_the_manifest_records_the_detector_defaults(tmp_path):
+    from noisyclean.purifier import resolved_arguments
+
+    x = np.random.default_rng(0).normal(size=(20, 2))
+    p = Purifier("knn", k=2, progress=False).fit(x)
+    assert p.detector_arguments_ == {"n_neighbors": "5"}  # the default, though not given
+    loaded = Purifier.load(p.save(tmp_path / "run"))
+    assert loaded.detector_arguments_ == p.detector_arguments_
+    assert resolved_arguments(lambda: None) is None  # a lambda's arguments are unknowable
