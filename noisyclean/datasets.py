@@ -127,3 +127,14 @@ def to_numpy(dataset: Any) -> np.ndarray:
         arr = np.stack(items) if items else np.empty((0, 0))
     arr = np.asarray(arr, dtype=np.float64)
     return arr.reshape(len(arr), -1)
+
+
+def require_one_size(items: Sequence[Any], what: str, fix: str) -> None:
+    """Refuse to stack ``items`` (arrays or tensors) whose shapes differ, saying how to fix it.
+
+    Why one helper: images, masks and maps of different sizes cannot be stacked, and the
+    user needs the same two facts each time: which sizes were found, and how to get one.
+    """
+    shapes = {tuple(x.shape) for x in items}
+    if len(shapes) > 1:
+        raise ValueError(f"{what} differ in size ({sorted(shapes)}); {fix}")

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from noisyclean.datasets import root_dataset
+from noisyclean.datasets import require_one_size, root_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -289,12 +289,8 @@ def iter_image_batches(
                     t[None], size=tuple(size), mode="bilinear", align_corners=False, antialias=True
                 )[0]
             items.append(t)
-        shapes = {tuple(t.shape) for t in items}
-        if len(shapes) > 1:
-            raise ValueError(
-                f"images in one batch differ in size ({sorted(shapes)}); give the dataset a "
-                "transform that resizes every image to one size, or set image_size."
-            )
+        require_one_size(items, "images in one batch", "give the dataset a transform that "
+                         "resizes every image to one size, or set image_size.")
         yield chunk, torch.stack(items), sizes
 
 

@@ -136,6 +136,16 @@ def test_extract_batched_explains_mixed_sizes():
         extract_batched([torch.zeros(4, 4)], [0], lambda b: b)
 
 
+def test_stacking_refuses_mixed_sizes_and_names_them_with_the_fix():
+    from noisyclean.datasets import require_one_size
+
+    require_one_size([np.zeros((2, 3)), np.zeros((2, 3))], "masks", "resize.")  # one size: fine
+    require_one_size([], "masks", "resize.")
+    found = r"masks differ in size \(\[\(2, 3\), \(4, 4\)\]\); resize"
+    with pytest.raises(ValueError, match=found):
+        require_one_size([np.zeros((4, 4)), np.zeros((2, 3))], "masks", "resize.")
+
+
 def test_dataset_cache_token_identifies_the_pixels_not_the_positions():
     from noisyclean.datasets import Subset
     from noisyclean.features import dataset_cache_token

@@ -36,7 +36,7 @@ from noisyclean.data.files import (
     relative_id,
 )
 from noisyclean.data.transforms import ImageTransform
-from noisyclean.datasets import Subset, root_dataset, root_indices
+from noisyclean.datasets import Subset, require_one_size, root_dataset, root_indices
 
 NORMAL, ANOMALY, UNKNOWN = 0, 1, -1
 
@@ -250,12 +250,8 @@ class ImageDataset:
         out = [self.mask(i) for i in idx]
         if not out:
             return np.zeros((0, 0, 0), dtype=bool)
-        shapes = {m.shape for m in out}
-        if len(shapes) > 1:
-            raise ValueError(
-                f"masks have different sizes {sorted(shapes)}; set image_size so that every "
-                "image is resized to one size"
-            )
+        require_one_size(out, "masks", "set image_size so that every image is resized to one "
+                         "size.")
         return np.stack(out)
 
     # -- identity -----------------------------------------------------------------------

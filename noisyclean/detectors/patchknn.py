@@ -29,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from noisyclean.datasets import sample_ids
+from noisyclean.datasets import require_one_size, sample_ids
 from noisyclean.feature_cache import FeatureCache, default_feature_cache
 from noisyclean.features import (
     aggregate_patch_features,
@@ -465,12 +465,8 @@ class PatchKNN:
         maps = list(self._iter_maps(dataset))
         if not maps:
             return np.empty((0, 0, 0), dtype=np.float32)
-        shapes = {m.shape for m in maps}
-        if len(shapes) > 1:
-            raise ValueError(
-                f"score_maps needs images of one size to stack the maps, got {sorted(shapes)}; "
-                "resize in the dataset's transform."
-            )
+        require_one_size(maps, "score_maps: the anomaly maps", "resize the images to one size "
+                         "in the dataset's transform.")
         return np.stack(maps)
 
     def _reduce(self, amap: np.ndarray) -> float:
