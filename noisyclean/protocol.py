@@ -9,7 +9,8 @@ third party's, serve as a sub-model in stage 1 and as the final model in stage 2
 from __future__ import annotations
 
 import inspect
-from collections.abc import Callable
+import math
+from collections.abc import Callable, Sequence
 from typing import Any, Literal, Protocol, runtime_checkable
 
 import numpy as np
@@ -127,6 +128,39 @@ def set_constructor_params(
             else:
                 setattr(detector, name, value)
         raise
+
+
+NUMBER_KINDS = {  # kind: (integers only?, lowest allowed, may equal it?, wording)
+    "count": (True, 1, True, "an integer >= 1"),
+    "integer": (True, None, True, "an integer"),
+    "natural": (True, 0, True, "an integer >= 0"),
+    "positive": (False, 0, False, "a number > 0"),
+    "nonnegative": (False, 0, True, "a number >= 0"),
+}
+
+
+def check_numbers(detector: Any, rules: Sequence[tuple[str, str, bool]]) -> None:
+    """Check a detector's numeric settings: ``rules`` holds ``(name, kind, may be None)``.
+
+    Why in the core: a detector's constructor only stores its arguments, so without a check
+    ``max_steps="5k"`` or ``coreset_max=True`` is found only when training fails, minutes
+    later and with Python's own error. Run from the constructor and ``set_params``, this
+    names the setting and what it must be. ``kind`` is a key of :data:`NUMBER_KINDS`.
+    """
+    owner = type(detector).__name__
+    for name, kind, optional in rules:
+        value = getattr(detector, name)
+        if value is None and optional:
+            continue
+        integral, low, inclusive, wording = NUMBER_KINDS[kind]
+        kinds = (int, np.integer) if integral else (int, float, np.integer, np.floating)
+        need = wording + (" or None" if optional else "")
+        if isinstance(value, bool) or not isinstance(value, kinds):
+            raise TypeError(f"{owner}: {name} must be {need}, got {value!r} "
+                            f"({type(value).__name__}).")
+        too_low = low is not None and (value < low or (value == low and not inclusive))
+        if math.isnan(value) or too_low:
+            raise ValueError(f"{owner}: {name} must be {need}, got {value!r}.")
 
 
 def _constructor_parameters(cls: type) -> set[str]:

@@ -40,7 +40,7 @@ from noisyclean.features import (
     renormalize,
     shared_backbone,
 )
-from noisyclean.protocol import set_constructor_params
+from noisyclean.protocol import check_numbers, set_constructor_params
 
 logger = logging.getLogger(__name__)
 
@@ -52,7 +52,7 @@ FEATURE_DTYPES = ("float16", "float32")
 
 
 _NUMERIC_PARAMS = (
-    # (name, kind: a key of _NUMBER_RULES, may it be None?)
+    # (name, kind, may it be None?); kinds: noisyclean.protocol.NUMBER_KINDS
     ("feature_dim", "count", True),
     ("coreset_ratio", "positive", True),
     ("coreset_max", "count", True),
@@ -70,27 +70,6 @@ _NUMERIC_PARAMS = (
 """PatchKNN's numeric settings and what each must be. Checked when the detector is built or
 its parameters are set, so that a typo such as ``coreset_max="5k"`` fails there, naming the
 setting, and not minutes later inside ``fit`` with a bare ``int()`` error."""
-
-
-_NUMBER_RULES = {  # kind: (integers only?, lowest allowed, allowed value equal to it?, wording)
-    "count": (True, 1, True, "an integer >= 1"),
-    "integer": (True, None, True, "an integer"),
-    "positive": (False, 0, False, "a number > 0"),
-    "nonnegative": (False, 0, True, "a number >= 0"),
-}
-
-
-def _check_number(name: str, value: Any, kind: str, optional: bool) -> None:
-    if value is None and optional:
-        return
-    integral, low, inclusive, wording = _NUMBER_RULES[kind]
-    kinds = (int, np.integer) if integral else (int, float, np.integer, np.floating)
-    need = wording + (" or None" if optional else "")
-    if isinstance(value, bool) or not isinstance(value, kinds):
-        raise TypeError(f"PatchKNN: {name} must be {need}, got {value!r} "
-                        f"({type(value).__name__}).")
-    if math.isnan(value) or (low is not None and (value < low or (value == low and not inclusive))):
-        raise ValueError(f"PatchKNN: {name} must be {need}, got {value!r}.")
 
 
 class PatchKNN:
@@ -233,8 +212,7 @@ class PatchKNN:
             bad("coreset", ("greedy", "random"))
         if not self.layers:
             raise ValueError("PatchKNN: layers must name at least one feature level, e.g. (2, 3).")
-        for name, kind, optional in _NUMERIC_PARAMS:
-            _check_number(name, getattr(self, name), kind, optional)
+        check_numbers(self, _NUMERIC_PARAMS)
         if self.topk > 1.0:
             raise ValueError(f"PatchKNN: topk is a fraction of pixels in (0, 1], got {self.topk}.")
         if self.denoise_fraction >= 1.0:

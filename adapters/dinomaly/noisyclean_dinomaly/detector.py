@@ -26,7 +26,7 @@ import torch
 from noisyclean.datasets import root_dataset, sample_ids
 from noisyclean.feature_cache import FeatureCache, default_feature_cache
 from noisyclean.progress import progress as progress_bar
-from noisyclean.protocol import set_constructor_params
+from noisyclean.protocol import check_numbers, set_constructor_params
 from noisyclean_dinomaly import config
 from noisyclean_dinomaly.data import PreparedImages, Preprocessor, content_id, image_batches
 from noisyclean_dinomaly.encoders import FrozenEncoder, build_encoder
@@ -49,6 +49,26 @@ discarded before the next one is built (the serial executor does exactly that)."
 
 class NotFittedError(RuntimeError):
     """``score`` or ``score_maps`` was called before ``fit``."""
+
+
+_NUMERIC_PARAMS = (  # (name, kind, may it be None?); kinds: noisyclean.protocol.NUMBER_KINDS
+    ("image_size", "count", False),
+    ("crop_size", "count", False),
+    ("dropout", "nonnegative", False),
+    ("max_steps", "count", False),
+    ("batch_size", "count", False),
+    ("lr", "positive", False),
+    ("final_lr", "nonnegative", False),
+    ("warmup_steps", "natural", False),
+    ("weight_decay", "nonnegative", False),
+    ("gaussian_sigma", "nonnegative", False),
+    ("top_ratio", "positive", False),
+    ("map_size", "count", True),
+    ("gpu_cache_bytes", "count", True),
+    ("num_workers", "natural", True),
+    ("seed", "integer", True),
+)
+"""Dinomaly's numeric settings, checked when it is built or its parameters are set."""
 
 
 class Dinomaly:
@@ -207,8 +227,7 @@ class Dinomaly:
         self._check_params()
 
     def _check_params(self) -> None:
-        if self.max_steps < 1 or self.batch_size < 1:
-            raise ValueError("max_steps and batch_size must be at least 1")
+        check_numbers(self, _NUMERIC_PARAMS)
         if self.precision not in ("auto", "bf16", "fp32"):
             raise ValueError(
                 f"precision must be 'auto', 'bf16' or 'fp32'; got {self.precision!r}")

@@ -128,6 +128,17 @@ def test_errors_are_clear(tiny_kwargs, images):
         Dinomaly(precision="fp8")
     with pytest.raises(ValueError, match="crop_size"):
         Dinomaly(**{**tiny_kwargs, "crop_size": 40}).fit(images)
+    # numeric settings are checked when set, naming the setting, not when training fails
+    with pytest.raises(TypeError, match=r"Dinomaly: max_steps must be an integer >= 1, got '5k'"):
+        Dinomaly(max_steps="5k")
+    with pytest.raises(ValueError, match="lr must be a number > 0"):
+        Dinomaly(lr=0.0)
+    with pytest.raises(TypeError, match="num_workers must be an integer >= 0 or None"):
+        Dinomaly(num_workers=1.5)
+    det = Dinomaly(max_steps=10)
+    with pytest.raises(ValueError, match="batch_size"):
+        det.set_params(max_steps=20, batch_size=0)
+    assert det.max_steps == 10  # a rejected change leaves the detector as it was
 
 
 def test_registered_through_the_noisyclean_entry_point():
