@@ -20,6 +20,9 @@ What it measures, per noise ratio and seed (the benchmark's splits):
   distances to it grow with its consensus rank above the median (``soft/...``);
 - purification by each map's max over its median (``recipe÷median``), which asks whether
   defect images differ as a whole;
+- purification by how unusual an image is as a whole (``global5``: leave-one-out distance
+  to the 5th nearest image in standardised mean features), and by the larger of its rank
+  there and its rank in the recipe (``recipe or global5``);
 - with ``--bank-seeds``, for those seeds: a real, size-limited bank of the noisy, oracle and
   recipe-purified sets, chosen by the greedy coreset (3,000 patches, as the benchmark) or
   at random (10,000 patches), to see whether the greedy coreset's taste for outliers is
@@ -55,15 +58,18 @@ DIM = 64
 BINOMIAL = torch.tensor([[1.0, 2, 1], [2, 4, 2], [1, 2, 1]]).view(1, 1, 3, 3) / 16
 
 
-def projected_features(root: str | None) -> tuple[torch.Tensor, np.ndarray, np.ndarray, int]:
-    """Every image's patch features ``(N, P, 64)`` (a fixed random projection), labels, types."""
+def projected_features(
+    root: str | None,
+) -> tuple[torch.Tensor, np.ndarray, np.ndarray, int, np.ndarray]:
+    """Every image's patch features ``(N, P, 64)`` (a fixed random projection), labels,
+    types, the patch grid's width, and each image's mean feature over all 152 channels."""
     dataset = MagneticTile(root, image_size=IMAGE_SIZE)
     feats = PatchKNN(image_size=IMAGE_SIZE).patch_features(dataset)  # (N, C, h, w)
     n, c, h, w = feats.shape
     x = torch.from_numpy(feats.astype(np.float32)).permute(0, 2, 3, 1).reshape(n, h * w, c)
     proj = torch.randn(c, DIM, generator=torch.Generator().manual_seed(1)) / DIM**0.5
     types = np.array([t or "" for t in defect_types_of(dataset)])
-    return x @ proj, labels_of(dataset), types, w
+    return x @ proj, labels_of(dataset), types, w, feats.astype(np.float32).mean(axis=(2, 3))
 
 
 def image_distances(x: torch.Tensor, work: Path, block: int = 8) -> np.ndarray:
@@ -96,11 +102,22 @@ def image_distances(x: torch.Tensor, work: Path, block: int = 8) -> np.ndarray:
 class Study:
     """Scores and AUROCs from the distance tensor, for one split at a time."""
 
-    def __init__(self, dist: np.ndarray, labels: np.ndarray, grid_w: int, x: torch.Tensor):
+    def __init__(self, dist: np.ndarray, labels: np.ndarray, grid_w: int, x: torch.Tensor,
+                 pooled: np.ndarray):
         self.d = torch.from_numpy(np.ascontiguousarray(dist))
         self.y = labels
         self.grid_w = grid_w
         self.global_features = x.mean(1).numpy()  # each image's mean patch feature
+        self.pooled = pooled  # each image's mean feature over all 152 channels
+
+    def global_scores(self, images, kth: int = 5) -> np.ndarray:
+        """Each image's distance to its kth nearest other image in standardised mean
+        features: how unusual the image is as a whole, leave-one-out."""
+        g = self.pooled[images]
+        g = (g - g.mean(0)) / (g.std(0) + 1e-6)
+        d = ((g[:, None] - g[None]) ** 2).sum(-1)
+        np.fill_diagonal(d, np.inf)
+        return np.sort(d, axis=1)[:, kth - 1]
 
     def patch_scores(self, queries, bank, kth: int = 1) -> torch.Tensor:
         """Each query patch's distance to its kth nearest distinct bank image (not itself)."""
@@ -168,6 +185,11 @@ def bank_test_auroc(study: Study, x: torch.Tensor, images, test, size: int, how:
     return float(roc_auc_score(study.y[test], torch.cat(scores).numpy()))
 
 
+def uniform_ranks(scores: np.ndarray) -> np.ndarray:
+    """Ranks scaled into (0, 1): comparable across scores of any scale."""
+    return (np.argsort(np.argsort(scores)) + 0.5) / len(scores)
+
+
 def keep_lowest(train: np.ndarray, scores: np.ndarray, keep: float) -> np.ndarray:
     """The Purifier's selection: the lowest ``keep`` share, ties to the lower index."""
     order = selection.ranking(np.asarray(scores))
@@ -190,9 +212,14 @@ def run_split(study: Study, labels, types, noise: float, seed: int,
         spread[j, oob] = (maps.amax(1) / maps.median(1).values).numpy()
         mean_rows[j, oob] = maps.mean(1).numpy()
     recipe = consensus.aggregate(consensus.normalize(rows, "rank"), "mean")
+    whole = study.global_scores(train)
     purification = {
         "recipe": recipe,
         "loo3": study.image_scores(train, train, 3),
+        "global5": whole,
+        # an image is dropped when either view finds it unusual: its patches (the recipe)
+        # or its appearance as a whole (the defect images are raised as a whole)
+        "recipe or global5": np.maximum(uniform_ranks(recipe), uniform_ranks(whole)),
     }
     out = {"noisy": study.test_auroc(train, test), "oracle": study.test_auroc(train[y == 0], test)}
     for kth in (2, 3):
@@ -207,7 +234,7 @@ def run_split(study: Study, labels, types, noise: float, seed: int,
     out["recipe÷median@0.8/k1"] = study.test_auroc(kept, test)
     # soft down-weighting: a penalty, in units of a typical distance, that grows from 0 at
     # the median consensus rank to `weight` at the top
-    rank = (np.argsort(np.argsort(recipe)) + 0.5) / n
+    rank = uniform_ranks(recipe)
     scale = float(study.d[torch.as_tensor(train[:50])][:, :, torch.as_tensor(train)]
                   .float().median())
     for weight in (1.0, 2.0):
@@ -235,6 +262,8 @@ def run_split(study: Study, labels, types, noise: float, seed: int,
             y, consensus.aggregate(consensus.normalize(mean_rows, "rank"), "mean"))
         out["sep/loo1"] = roc_auc_score(y, study.image_scores(train, train, 1))
         out["sep/loo3"] = roc_auc_score(y, purification["loo3"])
+        out["sep/global5"] = roc_auc_score(y, whole)
+        out["sep/recipe or global5"] = roc_auc_score(y, purification["recipe or global5"])
     return {k: float(v) for k, v in out.items()}
 
 
@@ -297,8 +326,8 @@ def main() -> None:
                         help="seeds that also compare real greedy and random banks ('' for none)")
     args = parser.parse_args()
     torch.set_num_threads(os.cpu_count() or 1)
-    x, labels, types, grid_w = projected_features(args.data)
-    study = Study(image_distances(x, args.work), labels, grid_w, x)
+    x, labels, types, grid_w, pooled = projected_features(args.data)
+    study = Study(image_distances(x, args.work), labels, grid_w, x, pooled)
     noises = [float(v) for v in args.noise.split(",")]
     seeds = [int(v) for v in args.seeds.split(",")]
     bank_seeds = {int(v) for v in args.bank_seeds.split(",") if v.strip()}
