@@ -130,12 +130,15 @@ def set_constructor_params(
         raise
 
 
-NUMBER_KINDS = {  # kind: (integers only?, lowest allowed, may equal it?, wording)
-    "count": (True, 1, True, "an integer >= 1"),
-    "integer": (True, None, True, "an integer"),
-    "natural": (True, 0, True, "an integer >= 0"),
-    "positive": (False, 0, False, "a number > 0"),
-    "nonnegative": (False, 0, True, "a number >= 0"),
+NUMBER_KINDS = {
+    # kind: (integers only?, (lowest, may equal it?), (highest, may equal it?), wording)
+    "count": (True, (1, True), None, "an integer >= 1"),
+    "integer": (True, None, None, "an integer"),
+    "natural": (True, (0, True), None, "an integer >= 0"),
+    "positive": (False, (0, False), None, "a number > 0"),
+    "nonnegative": (False, (0, True), None, "a number >= 0"),
+    "fraction": (False, (0, False), (1, True), "a number > 0 and <= 1"),
+    "share": (False, (0, True), (1, False), "a number >= 0 and < 1"),
 }
 
 
@@ -152,14 +155,15 @@ def check_numbers(detector: Any, rules: Sequence[tuple[str, str, bool]]) -> None
         value = getattr(detector, name)
         if value is None and optional:
             continue
-        integral, low, inclusive, wording = NUMBER_KINDS[kind]
+        integral, low, high, wording = NUMBER_KINDS[kind]
         kinds = (int, np.integer) if integral else (int, float, np.integer, np.floating)
         need = wording + (" or None" if optional else "")
         if isinstance(value, bool) or not isinstance(value, kinds):
             raise TypeError(f"{owner}: {name} must be {need}, got {value!r} "
                             f"({type(value).__name__}).")
-        too_low = low is not None and (value < low or (value == low and not inclusive))
-        if math.isnan(value) or too_low:
+        too_low = low is not None and (value < low[0] or (value == low[0] and not low[1]))
+        too_high = high is not None and (value > high[0] or (value == high[0] and not high[1]))
+        if math.isnan(value) or too_low or too_high:
             raise ValueError(f"{owner}: {name} must be {need}, got {value!r}.")
 
 
@@ -188,6 +192,6 @@ def apply_params(detector: Any, params: dict[str, Any], who: str) -> Any:
             setter(**params)
         else:
             set_constructor_params(detector, params)
-    except ValueError as exc:
-        raise ValueError(f"{who}: submodel_params: {exc}") from exc
+    except (ValueError, TypeError) as exc:  # same type, with where it came from
+        raise type(exc)(f"{who}: submodel_params: {exc}") from exc
     return detector

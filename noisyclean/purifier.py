@@ -193,7 +193,7 @@ class Purifier:
                 raise ValueError(
                     f"submodel_params={self.submodel_params!r} must be 'auto', None (no "
                     "overrides) or a dict of attribute overrides such as "
-                    "{'image_score': 'topk_mean'}."
+                    "{'image_score': 'max'}."
                 )
             try:
                 json.dumps(self.submodel_params)

@@ -173,3 +173,22 @@ def test_set_constructor_params_restores_attributes_the_check_rejects():
     assert det.alpha == 1
     set_constructor_params(det, {"alpha": 5}, check=det.check)
     assert det.alpha == 5
+
+
+def test_fractions_are_bounded_on_both_sides():
+    pytest.importorskip("torch")
+    from noisyclean.detectors.patchknn import PatchKNN
+
+    with pytest.raises(ValueError, match=r"topk must be a number > 0 and <= 1, got 2"):
+        PatchKNN(topk=2)
+    with pytest.raises(ValueError, match=r"denoise_fraction must be a number >= 0 and < 1"):
+        PatchKNN(denoise_fraction=1.0)
+    assert PatchKNN(topk=1.0, denoise_fraction=0.0).topk == 1.0  # the closed ends are allowed
+
+
+def test_a_wrongly_typed_override_says_where_it_came_from():
+    pytest.importorskip("torch")
+    from noisyclean.detectors.patchknn import PatchKNN
+
+    with pytest.raises(TypeError, match=r"sub-model 0: submodel_params: PatchKNN: coreset_max"):
+        apply_params(PatchKNN(), {"coreset_max": "a"}, "sub-model 0")

@@ -60,10 +60,10 @@ _NUMERIC_PARAMS = (
     ("coreset_pool", "count", True),
     ("n_neighbors", "count", False),
     ("sigma", "nonnegative", False),
-    ("topk", "positive", False),
+    ("topk", "fraction", False),
     ("batch_size", "count", False),
     ("knn_chunk_bytes", "count", False),
-    ("denoise_fraction", "nonnegative", False),
+    ("denoise_fraction", "share", False),
     ("denoise_neighbors", "count", False),
     ("seed", "integer", False),
 )
@@ -213,12 +213,6 @@ class PatchKNN:
         if not self.layers:
             raise ValueError("PatchKNN: layers must name at least one feature level, e.g. (2, 3).")
         check_numbers(self, _NUMERIC_PARAMS)
-        if self.topk > 1.0:
-            raise ValueError(f"PatchKNN: topk is a fraction of pixels in (0, 1], got {self.topk}.")
-        if self.denoise_fraction >= 1.0:
-            raise ValueError(
-                f"PatchKNN: denoise_fraction must lie in [0, 1), got {self.denoise_fraction}."
-            )
 
     @property
     def _size(self) -> tuple[int, int] | None:

@@ -54,7 +54,7 @@ class NotFittedError(RuntimeError):
 _NUMERIC_PARAMS = (  # (name, kind, may it be None?); kinds: noisyclean.protocol.NUMBER_KINDS
     ("image_size", "count", False),
     ("crop_size", "count", False),
-    ("dropout", "nonnegative", False),
+    ("dropout", "share", False),
     ("max_steps", "count", False),
     ("batch_size", "count", False),
     ("lr", "positive", False),
@@ -62,7 +62,7 @@ _NUMERIC_PARAMS = (  # (name, kind, may it be None?); kinds: noisyclean.protocol
     ("warmup_steps", "natural", False),
     ("weight_decay", "nonnegative", False),
     ("gaussian_sigma", "nonnegative", False),
-    ("top_ratio", "positive", False),
+    ("top_ratio", "fraction", False),
     ("map_size", "count", True),
     ("gpu_cache_bytes", "count", True),
     ("num_workers", "natural", True),

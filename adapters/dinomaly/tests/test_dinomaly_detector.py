@@ -133,6 +133,10 @@ def test_errors_are_clear(tiny_kwargs, images):
         Dinomaly(max_steps="5k")
     with pytest.raises(ValueError, match="lr must be a number > 0"):
         Dinomaly(lr=0.0)
+    with pytest.raises(ValueError, match="top_ratio must be a number > 0 and <= 1"):
+        Dinomaly(top_ratio=2.0)
+    with pytest.raises(ValueError, match="dropout must be a number >= 0 and < 1"):
+        Dinomaly(dropout=1.0)
     with pytest.raises(TypeError, match="num_workers must be an integer >= 0 or None"):
         Dinomaly(num_workers=1.5)
     det = Dinomaly(max_steps=10)
