@@ -111,13 +111,8 @@ class Study:
         self.pooled = pooled  # each image's mean feature over all 152 channels
 
     def global_scores(self, images, kth: int = 5) -> np.ndarray:
-        """Each image's distance to its kth nearest other image in standardised mean
-        features: how unusual the image is as a whole, leave-one-out."""
-        g = self.pooled[images]
-        g = (g - g.mean(0)) / (g.std(0) + 1e-6)
-        d = ((g[:, None] - g[None]) ** 2).sum(-1)
-        np.fill_diagonal(d, np.inf)
-        return np.sort(d, axis=1)[:, kth - 1]
+        """How unusual each of ``images`` is as a whole (:func:`whole_image_scores`)."""
+        return whole_image_scores(self.pooled[images], kth)
 
     def patch_scores(self, queries, bank, kth: int = 1) -> torch.Tensor:
         """Each query patch's distance to its kth nearest distinct bank image (not itself)."""
@@ -183,6 +178,15 @@ def bank_test_auroc(study: Study, x: torch.Tensor, images, test, size: int, how:
         nearest = d2.amin(1).clamp_min_(0).sqrt_().view(len(q), -1)
         scores.append(study.smoothed_maps(nearest).amax(1))
     return float(roc_auc_score(study.y[test], torch.cat(scores).numpy()))
+
+
+def whole_image_scores(pooled: np.ndarray, kth: int = 5) -> np.ndarray:
+    """Leave-one-out distance of each image to its kth nearest other image, in mean
+    features standardised over the given images: how unusual it is as a whole."""
+    g = (pooled - pooled.mean(0)) / (pooled.std(0) + 1e-6)
+    d = ((g[:, None] - g[None]) ** 2).sum(-1)
+    np.fill_diagonal(d, np.inf)
+    return np.sort(d, axis=1)[:, kth - 1]
 
 
 def uniform_ranks(scores: np.ndarray) -> np.ndarray:

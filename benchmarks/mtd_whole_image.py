@@ -29,8 +29,9 @@ import statistics
 from pathlib import Path
 
 import numpy as np
+from mtd_strategy_study import keep_lowest, uniform_ranks, whole_image_scores  # beside us
 
-from noisyclean import Purifier, selection
+from noisyclean import Purifier
 from noisyclean._io import atomic_write_json
 from noisyclean.benchmark import BUDGET_DETECTOR_KWARGS, BUDGET_IMAGE_SIZE
 from noisyclean.data import MagneticTile, defect_types_of, labels_of, make_noisy_split
@@ -38,25 +39,6 @@ from noisyclean.datasets import Subset
 from noisyclean.detectors.patchknn import PatchKNN
 from noisyclean.metrics import image_metrics
 from noisyclean.plugins import detector_factory
-
-
-def uniform_ranks(scores: np.ndarray) -> np.ndarray:
-    """Ranks scaled into (0, 1): comparable across scores of any scale."""
-    return (np.argsort(np.argsort(scores)) + 0.5) / len(scores)
-
-
-def whole_image_scores(pooled: np.ndarray, kth: int = 5) -> np.ndarray:
-    """Leave-one-out distance of each image to its kth nearest other image, in mean
-    features standardised over the training set: how unusual it is as a whole."""
-    g = (pooled - pooled.mean(0)) / (pooled.std(0) + 1e-6)
-    d = ((g[:, None] - g[None]) ** 2).sum(-1)
-    np.fill_diagonal(d, np.inf)
-    return np.sort(d, axis=1)[:, kth - 1]
-
-
-def lowest(scores: np.ndarray, keep: float) -> np.ndarray:
-    """The Purifier's selection: the lowest ``keep`` share, ties to the lower index."""
-    return np.sort(selection.ranking(scores)[: selection.n_to_keep(keep, len(scores))])
 
 
 def main() -> None:
@@ -84,7 +66,7 @@ def main() -> None:
                 "noisy": np.arange(len(train_idx)),
                 "oracle": np.flatnonzero(y == 0),
                 "noisyclean": purifier.keep_indices_,
-                "noisyclean or whole": lowest(combined, 0.8),
+                "noisyclean or whole": keep_lowest(np.arange(len(train_idx)), combined, 0.8),
             }
             for condition, kept in kept_sets.items():
                 model = factory().fit(Subset(train, kept))
