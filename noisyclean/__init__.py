@@ -15,7 +15,7 @@ from noisyclean.plugins import (
     get_detector,
     list_detectors,
 )
-from noisyclean.protocol import Dataset, Detector, Localizer
+from noisyclean.protocol import Dataset, Detector, Embedder, Localizer
 from noisyclean.purifier import NotFittedError, Purifier
 
 try:
@@ -29,6 +29,7 @@ __all__ = [
     "Dataset",
     "Detector",
     "DetectorInfo",
+    "Embedder",
     "Localizer",
     "NotFittedError",
     "Purifier",

@@ -7,7 +7,9 @@ the partition and its seed, the scoring mode, and the samples (their ids and a c
 fingerprint). A run
 with any of these changed lands in another folder, so stale scores are never reused.
 Normalisation, aggregation and ``keep`` are not part of the key: they only recombine rows,
-so changing them reuses every trained sub-model.
+so changing them reuses every trained sub-model. The whole-image embeddings (see
+:mod:`noisyclean.whole_image`) are kept beside the rows, so a resumed run does not extract
+them again.
 """
 
 from __future__ import annotations
@@ -44,21 +46,34 @@ class ScoreCache:
 
     def load(self, j: int, n: int) -> np.ndarray | None:
         """Row ``j`` if it was finished by an earlier run, else ``None``."""
-        path = self._row_path(j)
+        row = self._read(self._row_path(j))
+        return row if row is not None and row.shape == (n,) else None
+
+    def store(self, j: int, row: np.ndarray) -> None:
+        self._write(self._row_path(j), row)
+
+    def load_array(self, name: str, rows: int) -> np.ndarray | None:
+        """A named float array with ``rows`` rows (the whole-image embeddings), or ``None``."""
+        arr = self._read(self.path / f"{name}.npy")
+        return arr if arr is not None and arr.ndim >= 1 and arr.shape[0] == rows else None
+
+    def store_array(self, name: str, arr: np.ndarray) -> None:
+        self._write(self.path / f"{name}.npy", arr)
+
+    @staticmethod
+    def _read(path: Path) -> np.ndarray | None:
         if not path.exists():
             return None
         try:
-            row = np.load(path, allow_pickle=False)
+            arr = np.load(path, allow_pickle=False)
         except (OSError, ValueError):
-            return None  # a damaged row is recomputed, never trusted
-        if row.shape != (n,) or row.dtype.kind != "f":
-            return None
-        return row
+            return None  # a damaged file is recomputed, never trusted
+        return arr if arr.dtype.kind == "f" else None
 
-    def store(self, j: int, row: np.ndarray) -> None:
+    def _write(self, path: Path, arr: np.ndarray) -> None:
         if not (self.path / "config.json").exists():
             atomic_write_json(self.path / "config.json", self._config)
-        atomic_save_npy(self._row_path(j), np.asarray(row, dtype=np.float64))
+        atomic_save_npy(path, np.asarray(arr, dtype=np.float64))
 
     def finished(self, m: int, n: int) -> list[int]:
         return [j for j in range(m) if self.load(j, n) is not None]

@@ -87,6 +87,18 @@ def _keep_value(text: str) -> float | int | str:
             f"--keep {text!r}: give a fraction (0.8), a count (500) or 'auto'") from exc
 
 
+WHOLE_IMAGE_CHOICES = {"auto": "auto", "on": True, "off": False}
+
+
+def _whole_image_value(text: str) -> bool | str:
+    try:
+        return WHOLE_IMAGE_CHOICES[text.lower()]
+    except KeyError:
+        raise _UserError(
+            f"--whole-image {text!r}: give 'auto' (when the detector has embed()), 'on' or "
+            "'off' (the paper's recipe: the sub-models' consensus alone)") from None
+
+
 USER_ERRORS = (_UserError, ValueError, TypeError, FileNotFoundError, ImportError, KeyError)
 
 
@@ -101,6 +113,9 @@ def purify_cmd(
     normalize: Annotated[str, typer.Option(help="rank, zscore, robust_zscore, minmax, none.")
                          ] = "rank",
     aggregate: Annotated[str, typer.Option(help="mean, median, max or min.")] = "mean",
+    whole_image: Annotated[str, typer.Option(
+        "--whole-image", help="Also drop images that are unusual as a whole: auto (when the "
+        "detector has embed(), as patchknn), on, or off (the paper's recipe).")] = "auto",
     seed: Annotated[int, typer.Option(help="Seeds the partition and the sub-models.")] = 0,
     executor: Annotated[str, typer.Option(help="serial, process or ray.")] = "serial",
     executor_options: Annotated[str | None, typer.Option(
@@ -131,7 +146,8 @@ def purify_cmd(
             image_size=image_size, masks=masks, on_error="skip" if skip_bad else "raise",
             resume=not no_resume, k=k, keep=_keep_value(keep), scoring=scoring,
             normalize=None if normalize.lower() == "none" else normalize, aggregate=aggregate,
-            seed=seed, executor=executor, progress=not quiet,
+            whole_image=_whole_image_value(whole_image), seed=seed, executor=executor,
+            progress=not quiet,
             executor_options=_json_option(executor_options, "--executor-options") or None,
         )
     except USER_ERRORS as exc:

@@ -71,6 +71,26 @@ class Localizer(Protocol):
     def score_maps(self, dataset: Any) -> np.ndarray: ...
 
 
+@runtime_checkable
+class Embedder(Protocol):
+    """A detector that can also describe each sample as a whole: one vector per sample.
+
+    ``embed(dataset)`` returns a finite float array ``(len(dataset), d)`` from a *fixed*
+    feature extractor (a frozen backbone's pooled features, say), so it needs no ``fit`` and
+    means the same for every sub-model. The Purifier's whole-image view
+    (``Purifier(whole_image=...)``) ranks how far each sample lies from its nearest other
+    samples in this space, a judgement that does not depend on which defects the sub-models'
+    training subsets happened to contain.
+    """
+
+    def embed(self, dataset: Any) -> np.ndarray: ...
+
+
+def can_embed(detector: object) -> bool:
+    """Whether a detector (or its class) offers :class:`Embedder`'s ``embed``."""
+    return callable(getattr(detector, "embed", None))
+
+
 def preferred_scoring(detector: object) -> ScoringMode:
     """The scoring mode a detector (or its class) asks for; ``"all"`` when it says nothing."""
     mode = getattr(detector, "preferred_scoring", "all")

@@ -67,10 +67,13 @@ def write_outputs(purifier: Purifier, dataset: Any, out_dir: Path,
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
     m = purifier.scores_.shape[0]
-    writer.writerow(["id", *(f"submodel_{j}" for j in range(m)), "consensus", "kept"])
+    whole = purifier.whole_image_scores_ if purifier.whole_image_ else None
+    writer.writerow(["id", *(f"submodel_{j}" for j in range(m)), "consensus",
+                     *(["whole_image"] if whole is not None else []), "kept"])
     for i, sid in enumerate(ids):
         row = ["" if np.isnan(s) else f"{s:.6g}" for s in purifier.scores_[:, i]]
-        writer.writerow([sid, *row, f"{purifier.consensus_[i]:.6g}", int(keep[i])])
+        whole_cell = [f"{whole[i]:.6g}"] if whole is not None else []
+        writer.writerow([sid, *row, f"{purifier.consensus_[i]:.6g}", *whole_cell, int(keep[i])])
     atomic_write_text(out_dir / SCORES_CSV, buf.getvalue())
     purifier.save(out_dir, extra=extra)
 

@@ -73,3 +73,26 @@ class NonFinite:
         s[:2] = np.nan
         s[2:3] = np.inf
         return s
+
+
+class TwoViewDetector:
+    """Judges column 0 by the nearest training value, and embeds the other columns.
+
+    Anomalies that repeat one value in column 0 vouch for each other across sub-models (each
+    subset holds copies), so only the whole-sample view of the other columns can find them.
+    """
+
+    preferred_scoring = "out_of_bag"
+    embed_calls = 0  # counted per process, to show that resumed runs reuse the embeddings
+
+    def fit(self, dataset):
+        self.bank_ = to_numpy(dataset)[:, 0]
+        return self
+
+    def score(self, dataset):
+        values = to_numpy(dataset)[:, 0]
+        return np.abs(values[:, None] - self.bank_[None, :]).min(axis=1)
+
+    def embed(self, dataset):
+        type(self).embed_calls += 1
+        return to_numpy(dataset)[:, 1:]

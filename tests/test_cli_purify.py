@@ -43,10 +43,27 @@ def test_purify_writes_the_promised_files_and_nothing_into_the_data(image_dir, t
     rows = list(csv.DictReader((out / "scores.csv").open()))
     assert [r["id"] for r in rows] == images
     assert {r["id"] for r in rows if r["kept"] == "1"} == set(kept)
-    assert set(rows[0]) == {"id", "submodel_0", "submodel_1", "submodel_2", "consensus", "kept"}
+    assert set(rows[0]) == {"id", "submodel_0", "submodel_1", "submodel_2", "consensus",
+                            "whole_image", "kept"}  # patchknn embeds: the view is on
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest["config"]["detector"] == "patchknn" and manifest["seed"] == 0
+    assert manifest["whole_image"] is True
     assert "stage1_s" in manifest["timings"] and "numpy" in manifest["versions"]
+
+
+def test_whole_image_off_is_the_papers_recipe(image_dir, tmp_path):
+    out = tmp_path / "out"
+    result = runner.invoke(app, ["purify", str(image_dir), "--out", str(out),
+                                 "--whole-image", "off", *FAST])
+    assert result.exit_code == 0, result.output
+    rows = list(csv.DictReader((out / "scores.csv").open()))
+    assert "whole_image" not in rows[0]
+    # the recipe keeps the lowest consensus scores
+    consensus = sorted(float(r["consensus"]) for r in rows)
+    kept = [float(r["consensus"]) for r in rows if r["kept"] == "1"]
+    assert max(kept) <= consensus[len(kept) - 1]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["whole_image"] is False and manifest["config"]["whole_image"] is False
 
 
 def test_a_rerun_resumes_from_the_cache(image_dir, tmp_path, caplog):
@@ -91,6 +108,10 @@ def test_bad_options_are_clear(image_dir, tmp_path):
     result = runner.invoke(app, ["purify", str(image_dir), "--out", str(tmp_path / "o"),
                                  "--detector-kwargs", "[1]", *FAST])
     assert result.exit_code == 2 and "JSON object" in result.output
+    result = runner.invoke(app, ["purify", str(image_dir), "--out", str(tmp_path / "o"),
+                                 "--whole-image", "maybe", *FAST])
+    assert result.exit_code == 2 and "--whole-image 'maybe'" in result.output
+    assert not (tmp_path / "o").exists()
 
 
 def test_evaluate_refuses_lists_that_leave_the_data_folder(image_dir, tmp_path):

@@ -156,6 +156,30 @@ def test_feature_cache_is_shared_by_sub_models():
         handle.remove()
 
 
+def test_embed_pools_the_cached_features_and_costs_stage_1_no_extraction():
+    import functools
+
+    from noisyclean import Purifier
+
+    train, test, _ = _texture_set(n_train=9, n_test=2)
+    ds = _Images(np.concatenate([train, test]), key="textures-embed")
+    cache = FeatureCache()
+    calls = []
+    backbone = PatchKNN(feature_cache=cache)._backbone()
+    handle = backbone.register_forward_hook(lambda m, i, o: calls.append(i[0].shape[0]))
+    try:
+        factory = functools.partial(PatchKNN, feature_cache=cache, coreset_ratio=1.0)
+        p = Purifier(factory, k=3, whole_image=True, progress=False).fit(ds)
+        assert sum(calls) == len(ds)  # the view and the three sub-models: one pass per image
+    finally:
+        handle.remove()
+    emb = PatchKNN(feature_cache=cache).embed(ds)
+    feats = PatchKNN(feature_cache=cache).patch_features(ds).astype(np.float32)
+    assert emb.shape == (len(ds), 152)
+    np.testing.assert_allclose(emb, feats.mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
+    assert p.whole_image_ and np.isfinite(p.whole_image_scores_).all()
+
+
 def test_cache_namespace_separates_datasets_and_settings():
     train, test, _ = _texture_set(n_train=4, n_test=1)
     cache = FeatureCache()

@@ -307,6 +307,19 @@ class PatchKNN:
         feats, _ = self._features(dataset)
         return np.stack(feats) if feats else np.empty((0, 0, 0, 0), dtype=np.float32)
 
+    def embed(self, dataset: Any) -> np.ndarray:
+        """Whole-image vectors ``(n, 152)``: each image's patch features averaged over the grid.
+
+        The frozen backbone's features before any projection, through the shared feature
+        cache, so no ``fit`` is needed and stage 1's sub-models reuse the extraction. The
+        Purifier's whole-image view (:mod:`noisyclean.whole_image`) measures how unusual
+        each image is in this space.
+        """
+        feats, _ = self._features(dataset)
+        if not feats:
+            return np.empty((0, 0), dtype=np.float32)
+        return np.stack([f.astype(np.float32).mean(axis=(1, 2)) for f in feats])
+
     def _add_time(self, step: str, since: float) -> None:
         """``timings_``: seconds spent per step over this detector's life (for profiling)."""
         self.timings_[step] = self.timings_.get(step, 0.0) + time.perf_counter() - since

@@ -51,9 +51,11 @@ def _bins(values: np.ndarray, most: int = 80) -> np.ndarray:
 
 
 def consensus_histogram(consensus: np.ndarray, keep_mask: np.ndarray, threshold: float,
-                        labels: np.ndarray | None = None, normalize: str | None = None) -> bytes:
+                        labels: np.ndarray | None = None, normalize: str | None = None,
+                        xlabel: str | None = None) -> bytes:
     """Histogram of every consensus score, split kept/dropped (or normal/anomaly when the
-    labels are known), with the keep threshold as a vertical line."""
+    labels are known), with the keep threshold as a vertical line. ``xlabel`` names what
+    was ranked when it is not the consensus alone (the whole-image view's selection)."""
     fig = _figure(7.2, 3.6)
     ax = fig.add_subplot()
     edges = _bins(consensus)
@@ -70,8 +72,8 @@ def consensus_histogram(consensus: np.ndarray, keep_mask: np.ndarray, threshold:
     lo, hi = ax.get_xlim()
     ax.axvspan(threshold, max(hi, threshold), color=DROPPED, alpha=0.08, linewidth=0)
     ax.set_xlim(lo, hi)
-    ax.set_xlabel(f"consensus score ({normalize or 'raw'} scores, aggregated); higher = more "
-                  "anomalous")
+    ax.set_xlabel(xlabel or f"consensus score ({normalize or 'raw'} scores, aggregated); "
+                  "higher = more anomalous")
     ax.set_ylabel("samples")
     ax.set_ylim(0, ax.get_ylim()[1] * 1.22)  # headroom for the legend
     ax.legend(fontsize=8, loc="upper left", ncol=3, framealpha=0.9, edgecolor="none")

@@ -251,7 +251,9 @@ def write_report(
     show_progress = bool(getattr(purifier, "progress", True) if progress is None else progress)
     n = int(purifier.n_samples_)
     scores = np.asarray(purifier.scores_, dtype=np.float64)
-    consensus = np.asarray(purifier.consensus_, dtype=np.float64)
+    # what the selection ranked: the consensus, or with the whole-image view the larger rank
+    consensus = np.asarray(getattr(purifier, "selection_scores_", purifier.consensus_),
+                           dtype=np.float64)
     keep_mask = np.asarray(purifier.keep_mask_, dtype=bool)
     membership = np.asarray(purifier.membership_, dtype=bool)
     ranking = np.asarray(purifier.ranking_, dtype=np.int64)
@@ -273,7 +275,11 @@ def write_report(
     norm_name = purifier.normalize if isinstance(purifier.normalize, str) or \
         purifier.normalize is None else "custom"
     pngs = {
-        "consensus": plots.consensus_histogram(consensus, keep_mask, threshold, y, norm_name),
+        "consensus": plots.consensus_histogram(
+            consensus, keep_mask, threshold, y, norm_name,
+            xlabel=("selection score: the larger of the consensus rank and the whole-image "
+                    "rank; higher = more anomalous") if getattr(purifier, "whole_image_", False)
+            else None),
         "submodels": plots.submodel_histograms(scores, membership, y),
         "agreement": plots.agreement_heatmap(rho),
     }
@@ -338,6 +344,7 @@ def write_report(
         "generated": _dt.datetime.now().astimezone().strftime("%Y-%m-%d %H:%M %Z"),
         "n": n, "n_keep": n_keep, "n_drop": n - n_keep, "threshold": threshold,
         "config": manifest["config"], "scoring": manifest["scoring"], "seed": manifest["seed"],
+        "whole_image": bool(manifest.get("whole_image", False)),
         "m": int(scores.shape[0]), "has_images": dataset is not None,
         "has_maps": bool(gallery_maps),
         "plots": {k: {"uri": images.data_uri(v, "image/png"),

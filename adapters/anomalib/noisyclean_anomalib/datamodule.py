@@ -78,7 +78,9 @@ class PurificationResult:
 
     ``paths`` and ``consensus`` follow the training split's original order; lower
     consensus means more normal. ``purifier`` is the fitted Purifier (its ``scores_``,
-    ``membership_``, ``save()``...).
+    ``membership_``, ``save()``...); with a detector that has ``embed``, its
+    ``selection_scores_`` are what the selection ranked (the consensus and the whole-image
+    view together).
     """
 
     paths: list[str]

@@ -115,6 +115,7 @@ def test_items_must_be_rgb_image_tensors():
 def test_preferred_scoring_follows_the_model():
     from anomalib.models import Patchcore
     from noisyclean import Purifier
+    from noisyclean.purifier import _Probe
 
     assert AnomalibDetector("Padim").preferred_scoring == "out_of_bag"
     assert AnomalibDetector("patchcore").preferred_scoring == "out_of_bag"
@@ -126,7 +127,7 @@ def test_preferred_scoring_follows_the_model():
         lambda: Patchcore(backbone="resnet18", layers=("layer2",), pre_trained=False))
     assert factory.preferred_scoring == "out_of_bag"  # found by building one model
     purifier = Purifier(functools.partial(AnomalibDetector, "Padim"))
-    assert purifier._resolve_scoring(purifier._factory()) == "out_of_bag"
+    assert purifier._resolve_scoring(_Probe(purifier._factory())) == "out_of_bag"
 
 
 def test_unknown_model_name_lists_the_known_ones():

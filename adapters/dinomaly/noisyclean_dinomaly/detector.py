@@ -358,6 +358,23 @@ class Dinomaly:
         self._encode = encode
         self._reconstruct = reconstruct
 
+    def embed(self, dataset: Any) -> np.ndarray:
+        """Whole-image vectors ``(n, C)``: each image's frozen-encoder record averaged over
+        its tokens.
+
+        The encoder is frozen, so this needs no ``fit``, and the records go through the
+        shared feature cache: the Purifier's whole-image view
+        (:mod:`noisyclean.whole_image`) costs stage 1 no extra encoder pass.
+        """
+        if not hasattr(self, "model_"):  # the encoder and preprocessing ``fit`` would use
+            self.preprocess_ = Preprocessor(self.image_size, self.crop_size,
+                                            self.input_normalization)
+            self._encode = self._shared_encoder()
+        n = len(dataset)
+        records = self._records(dataset, range(n), self._namespace(dataset))
+        return np.stack([r.float().mean(dim=0).numpy() for r in records]) if n else \
+            np.empty((0, 0), dtype=np.float32)
+
     def _check_fitted(self) -> None:
         if not hasattr(self, "model_"):
             raise NotFittedError("this Dinomaly is not fitted yet; call fit(dataset) first.")

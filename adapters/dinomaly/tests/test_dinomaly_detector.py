@@ -171,6 +171,21 @@ def test_purifier_runs_dinomaly_sub_models_by_name(tiny_kwargs, images):
     assert final.max_steps == 4  # the final model keeps its budget
 
 
+def test_the_whole_image_view_reuses_the_encoder_records(tiny_kwargs, images):
+    from noisyclean import Purifier
+
+    cache = FeatureCache()
+    data = IdDataset(images)
+    kwargs = {**tiny_kwargs, "max_steps": 2, "feature_cache": cache}
+    emb = Dinomaly(**kwargs).embed(data)  # no fit: the encoder is frozen
+    assert emb.shape[0] == 10 and emb.ndim == 2 and np.isfinite(emb).all()
+    assert cache.misses == 10
+    purifier = Purifier("dinomaly", k=2, detector_kwargs=kwargs, progress=False).fit(data)
+    assert purifier.whole_image_ and cache.misses == 10  # nothing encoded twice
+    fitted = Dinomaly(**kwargs).fit(data)
+    np.testing.assert_allclose(fitted.embed(data), emb, rtol=1e-6)
+
+
 def test_sub_models_train_for_their_share_of_the_steps(tiny_kwargs, images):
     from noisyclean import Purifier
 
@@ -189,4 +204,6 @@ def test_sub_models_train_for_their_share_of_the_steps(tiny_kwargs, images):
 
     factory = functools.partial(Recorded, **{**tiny_kwargs, "max_steps": 6})
     Purifier(factory, k=2, keep=0.6, progress=False).fit(IdDataset(images))
-    assert [len(d.loss_history_) for d in made] == [3, 3]  # 5 of 10 images: half the steps
+    trained = [d for d in made if hasattr(d, "loss_history_")]
+    assert len(made) == 3  # one more, untrained, only embedded for the whole-image view
+    assert [len(d.loss_history_) for d in trained] == [3, 3]  # 5 of 10 images: half the steps
