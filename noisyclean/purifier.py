@@ -685,12 +685,20 @@ class _Probe:
 
 def factory_class(factory: Any) -> type | None:
     """The detector class a factory makes, when it is known without calling the factory."""
+    target, _, _ = _unwrap(factory)
+    return target if inspect.isclass(target) else None
+
+
+def _unwrap(factory: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
+    """What a factory calls, with the positional and keyword arguments it adds: a partial
+    or a registered name's :class:`~noisyclean.plugins.BoundFactory` are looked through."""
     from noisyclean.plugins import BoundFactory
 
-    target = factory.func if isinstance(factory, functools.partial) else factory
-    if isinstance(target, BoundFactory):
-        target = target.cls
-    return target if inspect.isclass(target) else None
+    if isinstance(factory, functools.partial):
+        return factory.func, factory.args, dict(factory.keywords)
+    if isinstance(factory, BoundFactory):
+        return factory.cls, (), dict(factory.kwargs)
+    return factory, (), {}
 
 
 def _unrestorable(cfg: dict[str, Any]) -> Callable[[], Any]:
@@ -744,15 +752,7 @@ def resolved_arguments(factory: Any) -> dict[str, str] | None:
     two different detectors. Known for classes, partials of classes and registered names;
     ``None`` for other callables, whose code hash in :func:`factory_key` is all there is.
     """
-    from noisyclean.plugins import BoundFactory
-
-    args: tuple[Any, ...] = ()
-    kwargs: dict[str, Any] = {}
-    target = factory
-    if isinstance(target, functools.partial):
-        args, kwargs, target = target.args, dict(target.keywords), target.func
-    elif isinstance(target, BoundFactory):
-        kwargs, target = dict(target.kwargs), target.cls
+    target, args, kwargs = _unwrap(factory)
     if not inspect.isclass(target):
         return None
     try:

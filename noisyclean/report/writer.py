@@ -252,8 +252,7 @@ def write_report(
     n = int(purifier.n_samples_)
     scores = np.asarray(purifier.scores_, dtype=np.float64)
     # what the selection ranked: the consensus, or with the whole-image view the larger rank
-    consensus = np.asarray(getattr(purifier, "selection_scores_", purifier.consensus_),
-                           dtype=np.float64)
+    consensus = np.asarray(purifier.selection_scores_, dtype=np.float64)
     keep_mask = np.asarray(purifier.keep_mask_, dtype=bool)
     membership = np.asarray(purifier.membership_, dtype=bool)
     ranking = np.asarray(purifier.ranking_, dtype=np.int64)
@@ -278,8 +277,7 @@ def write_report(
         "consensus": plots.consensus_histogram(
             consensus, keep_mask, threshold, y, norm_name,
             xlabel=("selection score: the larger of the consensus rank and the whole-image "
-                    "rank; higher = more anomalous") if getattr(purifier, "whole_image_", False)
-            else None),
+                    "rank; higher = more anomalous") if purifier.whole_image_ else None),
         "submodels": plots.submodel_histograms(scores, membership, y),
         "agreement": plots.agreement_heatmap(rho),
     }
