@@ -178,3 +178,18 @@ def test_a_resumed_run_reuses_the_embeddings(repeated_defects, tmp_path):
     assert TwoViewDetector.embed_calls == 1
     np.testing.assert_array_equal(first.scores_, again.scores_)
     assert not np.array_equal(first.whole_image_scores_, again.whole_image_scores_)
+
+
+def test_the_report_shows_what_the_selection_ranked(repeated_defects, tmp_path):
+    from noisyclean.report import write_report
+
+    x, _ = repeated_defects
+    with_view = Purifier(TwoViewDetector, k=3, progress=False).fit(x)
+    html = " ".join(write_report(with_view, None, tmp_path / "view.html").read_text().split())
+    assert "With the whole-image view, the plot shows what was ranked" in html
+    # the keep threshold is drawn on the selection scores, between the kept and the dropped
+    scores, kept = with_view.selection_scores_, with_view.keep_mask_
+    cut = (scores[kept].max() + scores[~kept].min()) / 2
+    assert f'<div class="v">{cut:.3g}</div>' in html
+    recipe = Purifier(TwoViewDetector, k=3, whole_image=False, progress=False).fit(x)
+    assert "whole-image" not in write_report(recipe, None, tmp_path / "r.html").read_text()

@@ -77,8 +77,8 @@ def consensus_histogram(consensus: np.ndarray, keep_mask: np.ndarray, threshold:
     ax.set_ylabel("samples")
     ax.set_ylim(0, ax.get_ylim()[1] * 1.22)  # headroom for the legend
     ax.legend(fontsize=8, loc="upper left", ncol=3, framealpha=0.9, edgecolor="none")
-    ax.set_title(f"Consensus over {consensus.size} samples: right of the line is dropped",
-                 fontsize=10)
+    ax.set_title(f"{'Selection scores' if xlabel else 'Consensus'} over {consensus.size} "
+                 "samples: right of the line is dropped", fontsize=10)
     return _png(fig)
 
 

@@ -276,8 +276,8 @@ def write_report(
     pngs = {
         "consensus": plots.consensus_histogram(
             consensus, keep_mask, threshold, y, norm_name,
-            xlabel=("selection score: the larger of the consensus rank and the whole-image "
-                    "rank; higher = more anomalous") if purifier.whole_image_ else None),
+            xlabel=("the larger of the consensus and whole-image ranks; higher = more "
+                    "anomalous") if purifier.whole_image_ else None),
         "submodels": plots.submodel_histograms(scores, membership, y),
         "agreement": plots.agreement_heatmap(rho),
     }
