@@ -23,10 +23,8 @@ What it measures, per noise ratio and seed (the benchmark's splits):
 - purification by how unusual an image is as a whole (``global5``: leave-one-out distance
   to the 5th nearest image in standardised mean features), and by the larger of its rank
   there and its rank in the recipe (``recipe or global5``). This study is where the
-  Purifier's whole-image view (now its default) came from; the committed results were
-  computed with the study's own copy of that distance, which standardised by ``std + 1e-6``
-  where the library leaves a constant dimension at 0: on the benchmark's splits the two
-  rank the training images the same but for a few near-ties (at least 99.4 % agree);
+  Purifier's whole-image view (now its default) came from, and it computes the view with
+  the library's own :func:`noisyclean.whole_image.outlier_scores`;
 - with ``--bank-seeds``, for those seeds: a real, size-limited bank of the noisy, oracle and
   recipe-purified sets, chosen by the greedy coreset (3,000 patches, as the benchmark) or
   at random (10,000 patches), to see whether the greedy coreset's taste for outliers is
