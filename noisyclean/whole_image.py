@@ -24,9 +24,10 @@ import numpy as np
 from noisyclean import consensus
 
 DEFAULT_NEIGHBORS = 5
-CHUNK_BYTES = 64 * 1024**2
-"""The memory one block of the pairwise distance matrix may use: the whole matrix is never
-built, so the view stays linear in memory for large training sets."""
+WORKING_MEMORY_MB = 64
+"""The memory one block of the pairwise distance matrix may use (scikit-learn's
+``working_memory``): the whole matrix is never built, so the view stays linear in memory
+for large training sets."""
 
 
 def embeddings_of(detector: Any, dataset: Any) -> np.ndarray:
@@ -54,6 +55,9 @@ def outlier_scores(embeddings: np.ndarray, neighbors: int = DEFAULT_NEIGHBORS) -
     no channel dominates by its scale. ``neighbors`` is capped at ``n - 1``. Higher means
     more unusual as a whole.
     """
+    from sklearn import config_context
+    from sklearn.neighbors import NearestNeighbors
+
     x = np.asarray(embeddings, dtype=np.float64)
     n = x.shape[0]
     if n < 2:
@@ -61,16 +65,10 @@ def outlier_scores(embeddings: np.ndarray, neighbors: int = DEFAULT_NEIGHBORS) -
     std = x.std(axis=0)
     z = (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
     kth = min(int(neighbors), n - 1)
-    sq = (z * z).sum(axis=1)
-    out = np.empty(n)
-    rows = max(1, CHUNK_BYTES // (8 * n))
-    for start in range(0, n, rows):
-        stop = min(n, start + rows)
-        d = sq[start:stop, None] + sq[None, :] - 2.0 * z[start:stop] @ z.T
-        d[np.arange(stop - start), np.arange(start, stop)] = np.inf  # leave oneself out
-        np.maximum(d, 0.0, out=d)
-        out[start:stop] = np.partition(d, kth - 1, axis=1)[:, kth - 1]
-    return out
+    # kneighbors() without queries leaves each sample out of its own neighbours
+    with config_context(working_memory=WORKING_MEMORY_MB):
+        dist, _ = NearestNeighbors(n_neighbors=kth, algorithm="brute").fit(z).kneighbors()
+    return dist[:, -1] ** 2
 
 
 def combine(consensus_scores: np.ndarray, whole_image_scores: np.ndarray) -> np.ndarray:

@@ -43,7 +43,7 @@ def test_outlier_scores_match_the_definition_in_small_chunks(monkeypatch, kth):
     x = np.random.default_rng(1).normal(size=(37, 6)) * [1, 10, 100, 1, 1, 0.1]
     expected = _direct_outlier_scores(x, kth)
     np.testing.assert_allclose(wi.outlier_scores(x, kth), expected, rtol=1e-9, atol=1e-9)
-    monkeypatch.setattr(wi, "CHUNK_BYTES", 8 * 37 * 4)  # four rows per block
+    monkeypatch.setattr(wi, "WORKING_MEMORY_MB", 8 * 37 * 4 / 1024**2)  # four rows a block
     np.testing.assert_allclose(wi.outlier_scores(x, kth), expected, rtol=1e-9, atol=1e-9)
 
 

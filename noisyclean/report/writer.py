@@ -252,7 +252,7 @@ def write_report(
     n = int(purifier.n_samples_)
     scores = np.asarray(purifier.scores_, dtype=np.float64)
     # what the selection ranked: the consensus, or with the whole-image view the larger rank
-    consensus = np.asarray(purifier.selection_scores_, dtype=np.float64)
+    ranked = np.asarray(purifier.selection_scores_, dtype=np.float64)
     keep_mask = np.asarray(purifier.keep_mask_, dtype=bool)
     membership = np.asarray(purifier.membership_, dtype=bool)
     ranking = np.asarray(purifier.ranking_, dtype=np.int64)
@@ -264,7 +264,7 @@ def write_report(
     if raw_labels is not None and (np.asarray(raw_labels) < 0).all():
         raw_labels = None  # a folder without label sub-folders: nothing is known
     defects = _defect_types(dataset) if raw_labels is not None else None
-    threshold = analysis.keep_threshold(consensus, ranking, n_keep)
+    threshold = analysis.keep_threshold(ranked, ranking, n_keep)
     rho, common = analysis.spearman_matrix(scores)
     pct = analysis.percentile_ranks(scores)
     anomaly_rank = np.empty(n, dtype=np.int64)
@@ -275,7 +275,7 @@ def write_report(
         purifier.normalize is None else "custom"
     pngs = {
         "consensus": plots.consensus_histogram(
-            consensus, keep_mask, threshold, y, norm_name,
+            ranked, keep_mask, threshold, y, norm_name,
             xlabel=("the larger of the consensus and whole-image ranks; higher = more "
                     "anomalous") if purifier.whole_image_ else None),
         "submodels": plots.submodel_histograms(scores, membership, y),
@@ -322,7 +322,7 @@ def write_report(
 
     purity = None
     if y is not None:
-        purity = analysis.purity(y, keep_mask, scores, consensus, defects)
+        purity = analysis.purity(y, keep_mask, scores, ranked, defects)
     if raw_labels is None:
         purity_note = "No labels: the dataset carries none, so purity cannot be measured."
     elif y is None:
