@@ -24,8 +24,8 @@ import numpy as np
 from sklearn.metrics import roc_auc_score
 
 from noisyclean.data.mtd import MagneticTile
-from noisyclean.datasets import Subset
 from noisyclean.detectors.patchknn import PatchKNN
+from noisyclean.samples import Subset
 
 
 def split(labels: np.ndarray, train_fraction: float = 0.7, seed: int = 0):

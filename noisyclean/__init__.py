@@ -7,7 +7,7 @@ agree are normal; stage 2 trains the final detector on those.
 
 from __future__ import annotations
 
-from noisyclean.datasets import Subset, sample_ids
+from noisyclean import _moved
 from noisyclean.hookspecs import hookimpl
 from noisyclean.plugins import (
     DetectorInfo,
@@ -16,7 +16,20 @@ from noisyclean.plugins import (
     list_detectors,
 )
 from noisyclean.protocol import Dataset, Detector, Embedder, Localizer
-from noisyclean.purifier import NotFittedError, Purifier
+from noisyclean.purifier import NotFittedError, Purifier, set_report_writer
+from noisyclean.samples import Subset, sample_ids
+
+_moved.install()
+
+
+def _write_report(purifier: Purifier, dataset: object, path: object, **options: object) -> object:
+    """``Purifier.report``: the report is imported on first use (see ``set_report_writer``)."""
+    from noisyclean.report import write_report
+
+    return write_report(purifier, dataset, path, **options)
+
+
+set_report_writer(_write_report)
 
 try:
     from importlib.metadata import PackageNotFoundError, version

@@ -16,8 +16,8 @@ from typing import Any
 
 import numpy as np
 
-from noisyclean.datasets import Subset
 from noisyclean.purifier import Purifier
+from noisyclean.samples import Subset
 
 logger = logging.getLogger(__name__)
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from noisyclean.datasets import require_one_size, root_dataset
+from noisyclean.samples import require_one_size, root_dataset
 
 logger = logging.getLogger(__name__)
 

@@ -100,3 +100,12 @@ def validate_subsets(subsets: Sequence[np.ndarray], n: int) -> list[np.ndarray]:
             raise ValueError(f"the partition's subset {j} holds indices outside [0, {n}).")
         out.append(arr)
     return out
+
+
+def partition_labels(membership: np.ndarray) -> np.ndarray | None:
+    """``(n,)`` subset id per sample when every sample is in exactly one subset."""
+    if not (membership.sum(axis=0) == 1).all():
+        return None
+    return membership.argmax(axis=0)
+
+

@@ -2,8 +2,11 @@
 
 It only wires the parts: :mod:`~noisyclean.partition` splits, an
 :mod:`~noisyclean.executors` executor runs :func:`~noisyclean.submodel.run_submodel` per
-subset, :mod:`~noisyclean.cache` keeps finished rows, :mod:`~noisyclean.consensus`
+subset, :mod:`~noisyclean.score_cache` keeps finished rows, :mod:`~noisyclean.consensus`
 normalises and aggregates, and :mod:`~noisyclean.selection` keeps the lowest scores.
+Its helpers each have a module: :mod:`~noisyclean.parameters` checks the arguments,
+:mod:`~noisyclean.factories` describes the detector factory, and
+:mod:`~noisyclean.persistence` saves and loads a fitted Purifier.
 
 Every sample is identified by its original index from start to end: subsets are index
 arrays into the dataset the user passed, score rows are indexed by those same positions,
@@ -12,12 +15,9 @@ and the kept list is returned in original indices. Nothing is ever re-permuted.
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import inspect
-import json
 import logging
-import platform
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -26,22 +26,28 @@ from typing import Any
 import numpy as np
 
 from noisyclean import consensus as consensus_mod
+from noisyclean import parameters, persistence, selection
 from noisyclean import partition as partition_mod
-from noisyclean import selection
 from noisyclean import whole_image as whole_image_mod
-from noisyclean._io import atomic_save_npz, atomic_write_json, load_npz
-from noisyclean.cache import ScoreCache
-from noisyclean.datasets import Subset, fingerprint, sample_ids
 from noisyclean.executors import Executor, make_executor
+
+# re-exported: these lived here before persistence and factory introspection moved out
+from noisyclean.factories import (  # noqa: F401
+    _Probe,
+    _stable_repr,
+    _unwrap,
+    factory_class,
+    factory_key,
+    resolved_arguments,
+)
+from noisyclean.persistence import MANIFEST, MANIFEST_FORMAT, SCORES  # noqa: F401
 from noisyclean.progress import progress as progress_bar
-from noisyclean.protocol import SCORING_MODES, can_embed, preferred_scoring
+from noisyclean.protocol import can_embed, preferred_scoring
+from noisyclean.samples import Subset, fingerprint, sample_ids
+from noisyclean.score_cache import ScoreCache
 from noisyclean.submodel import SubmodelJob, build_detector, run_submodel
 
 logger = logging.getLogger(__name__)
-
-MANIFEST = "manifest.json"
-SCORES = "scores.npz"
-MANIFEST_FORMAT = "noisyclean.purifier/1"
 
 
 class NotFittedError(RuntimeError):
@@ -177,71 +183,6 @@ class Purifier:
         ]
         return f"Purifier({', '.join(shown)})"
 
-    def _validate_params(self) -> None:
-        if isinstance(self.k, bool) or not isinstance(self.k, (int, np.integer)):
-            raise TypeError(f"k must be an integer >= 2, got {self.k!r}")
-        if self.partition == "disjoint" and self.k < 2:
-            raise ValueError(
-                f"k={self.k}: stage 1 needs at least 2 sub-models to form a consensus; "
-                "use k=3 (the paper's choice) or more."
-            )
-        selection.validate_keep(self.keep)
-        if self.scoring not in (*SCORING_MODES, "auto"):
-            raise ValueError(
-                f"unknown scoring={self.scoring!r}; choose 'all', 'out_of_bag' or 'auto'."
-            )
-        if self.normalize is not None and self.normalize not in consensus_mod.NORMALIZERS:
-            raise ValueError(
-                f"unknown normalize={self.normalize!r}; choose one of "
-                f"{[*consensus_mod.NORMALIZERS, None]}."
-            )
-        if not callable(self.aggregate) and self.aggregate not in consensus_mod.AGGREGATORS:
-            raise ValueError(
-                f"unknown aggregate={self.aggregate!r}; choose one of "
-                f"{list(consensus_mod.AGGREGATORS)} or pass a callable."
-            )
-        if isinstance(self.refine, bool) or not isinstance(self.refine, (int, np.integer)) or \
-                self.refine < 0:
-            raise ValueError(f"refine must be a number of rounds >= 0, got {self.refine!r}")
-        if not 0.0 < float(self.core) < 1.0:
-            raise ValueError(
-                f"core={self.core} must be a fraction in (0, 1): the share of samples a "
-                "refinement round trains on (0.25 trains on the most trusted quarter)."
-            )
-        if self.submodel_params is not None and self.submodel_params != "auto":
-            if not isinstance(self.submodel_params, dict) or not all(
-                    isinstance(key, str) for key in self.submodel_params):
-                raise ValueError(
-                    f"submodel_params={self.submodel_params!r} must be 'auto', None (no "
-                    "overrides) or a dict of attribute overrides such as "
-                    "{'image_score': 'max'}."
-                )
-            try:
-                json.dumps(self.submodel_params)
-            except TypeError as exc:
-                raise ValueError(
-                    "submodel_params must hold plain JSON values (numbers, strings, lists), "
-                    "because they are saved in the manifest and key the score cache."
-                ) from exc
-        if not (self.whole_image == "auto" or isinstance(self.whole_image, bool)):
-            raise ValueError(
-                f"whole_image={self.whole_image!r} must be 'auto' (use the whole-image view "
-                "when the detector has embed()), True (require it) or False (the paper's "
-                "recipe: the sub-models' consensus alone)."
-            )
-        if isinstance(self.whole_image_neighbors, bool) or not isinstance(
-                self.whole_image_neighbors, (int, np.integer)) or self.whole_image_neighbors < 1:
-            raise ValueError(
-                f"whole_image_neighbors must be an integer >= 1, got "
-                f"{self.whole_image_neighbors!r} (5, the default, measures the distance to "
-                "each sample's 5th nearest other sample)."
-            )
-        if not (self.partition == "disjoint" or callable(self.partition)):
-            raise ValueError(
-                f"unknown partition={self.partition!r}; use 'disjoint' or a callable "
-                "(n, rng) -> list of index arrays, e.g. noisyclean.partition.RandomBags()."
-            )
-
     def _factory(self) -> Callable[[], Any]:
         if isinstance(self.detector, str):
             from noisyclean.plugins import detector_factory
@@ -319,7 +260,7 @@ class Purifier:
     # -- stage 1 ------------------------------------------------------------------------
     def fit(self, dataset: Any) -> Purifier:
         """Run stage 1 on ``dataset`` and select the purified samples. Returns ``self``."""
-        self._validate_params()
+        parameters.validate(self)
         try:
             n = len(dataset)
         except TypeError as exc:
@@ -374,7 +315,7 @@ class Purifier:
         self.n_samples_ = n
         self.ids_ = ids
         self.membership_ = membership
-        self.partition_ = _partition_labels(membership)
+        self.partition_ = partition_mod.partition_labels(membership)
         self.scoring_ = scoring
         self.scores_ = scores
         self.n_submodels_ = len(subsets)
@@ -390,7 +331,7 @@ class Purifier:
             self.timings_["refine_s"] = time.perf_counter() - t_refine
         if use_whole_image:
             self.timings_["whole_image_s"] = whole_s
-        self.versions_ = _versions()
+        self.versions_ = persistence.versions()
         logger.info(
             "purified %d samples: kept %d, dropped %d (%s scoring, %d sub-models)",
             n, self.n_keep_, n - self.n_keep_, scoring, len(subsets),
@@ -501,7 +442,7 @@ class Purifier:
         for name, value in params.items():
             setattr(self, name, value)
         try:
-            self._validate_params()
+            parameters.validate(self)
         except (TypeError, ValueError):
             for name, value in before.items():
                 setattr(self, name, value)
@@ -541,62 +482,14 @@ class Purifier:
         self.timings_["stage2_s"] = time.perf_counter() - start
         return detector
 
-    # -- persistence --------------------------------------------------------------------
-    def _config(self) -> dict[str, Any]:
-        return {
-            "detector": self.detector if isinstance(self.detector, str) else factory_key(
-                self.detector),
-            "detector_is_name": isinstance(self.detector, str),
-            "detector_kwargs": self.detector_kwargs,
-            "k": int(self.k),
-            "keep": self.keep,
-            "scoring": self.scoring,
-            "normalize": self.normalize,
-            "aggregate": self.aggregate if isinstance(self.aggregate, str) else factory_key(
-                self.aggregate),
-            "partition": self.partition if isinstance(self.partition, str) else repr(
-                self.partition),
-            "seed": int(self.seed),
-            "executor": self.executor if isinstance(self.executor, str) else repr(self.executor),
-            "refine": int(self.refine),
-            "core": float(self.core),
-            "submodel_params": self.submodel_params,
-            "whole_image": self.whole_image,
-            "whole_image_neighbors": int(self.whole_image_neighbors),
-        }
-
+    # -- persistence (noisyclean.persistence) --------------------------------------------
     def manifest(self) -> dict[str, Any]:
         """What :meth:`save` writes as JSON: configuration, versions, ids and the selection."""
-        self._check_fitted()
-        return {
-            "format": MANIFEST_FORMAT,
-            "config": self._config(),
-            "detector_arguments": self.detector_arguments_,
-            "versions": self.versions_,
-            "seed": int(self.seed),
-            "scoring": self.scoring_,
-            "whole_image": bool(self.whole_image_),
-            "n_samples": int(self.n_samples_),
-            "n_keep": int(self.n_keep_),
-            "n_submodels": int(self.n_submodels_),
-            "timings": self.timings_,
-            "ids": self.ids_,
-            "keep_indices": self.keep_indices_.tolist(),
-            "drop_indices": self.drop_indices_.tolist(),
-        }
+        return persistence.manifest(self)
 
     def save(self, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
         """Write ``manifest.json`` and ``scores.npz`` into the folder ``path``, atomically."""
-        out = Path(path)
-        manifest = self.manifest()
-        if extra:
-            manifest.update(extra)
-        whole = {} if self.whole_image_scores_ is None else {
-            "whole_image": self.whole_image_scores_}
-        atomic_save_npz(out / SCORES, scores=self.scores_, membership=self.membership_,
-                        consensus=self.consensus_, round=self.round_, **whole)
-        atomic_write_json(out / MANIFEST, manifest)
-        return out
+        return persistence.save(self, path, extra)
 
     @classmethod
     def load(cls, path: str | Path, detector: Callable[[], Any] | str | None = None) -> Purifier:
@@ -605,171 +498,33 @@ class Purifier:
         A detector given by name is restored; a factory cannot be stored, so pass
         ``detector=`` to call :meth:`fit_final` on a loaded Purifier built from one.
         """
-        folder = Path(path)
-        manifest_path = folder / MANIFEST
-        if not manifest_path.exists():
-            raise FileNotFoundError(
-                f"{manifest_path} does not exist; point load() at a folder written by "
-                "Purifier.save() or `noisyclean purify --out`."
-            )
-        import json
+        return persistence.load(cls, path, detector)
 
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("format") != MANIFEST_FORMAT:
-            raise ValueError(f"{manifest_path} is not a noisyclean Purifier manifest.")
-        cfg = manifest["config"]
-        if detector is None:
-            detector = cfg["detector"] if cfg["detector_is_name"] else _unrestorable(cfg)
-        agg = cfg["aggregate"] if cfg["aggregate"] in consensus_mod.AGGREGATORS else "mean"
-        obj = cls(
-            detector, k=cfg["k"], keep=cfg["keep"], scoring=cfg["scoring"],
-            normalize=cfg["normalize"], aggregate=agg, seed=cfg["seed"],
-            detector_kwargs=cfg["detector_kwargs"] if cfg["detector_is_name"] else None,
-            refine=cfg.get("refine", 0), core=cfg.get("core", 0.25),
-            submodel_params=cfg.get("submodel_params", "auto"),
-            # saved before the whole-image view existed: the consensus alone chose
-            whole_image=cfg.get("whole_image", False),
-            whole_image_neighbors=cfg.get("whole_image_neighbors",
-                                          whole_image_mod.DEFAULT_NEIGHBORS),
-        )
-        arrays = load_npz(folder / SCORES)
-        obj.n_samples_ = int(manifest["n_samples"])
-        obj.ids_ = list(manifest["ids"])
-        obj.membership_ = arrays["membership"].astype(bool)
-        obj.n_submodels_ = int(manifest.get("n_submodels", obj.membership_.shape[0]))
-        obj.round_ = arrays.get("round", np.zeros(obj.membership_.shape[0], dtype=np.int64))
-        obj.partition_ = _partition_labels(obj.membership_[: obj.n_submodels_])
-        obj.scoring_ = manifest["scoring"]
-        obj.scores_ = arrays["scores"]
-        obj.consensus_ = arrays["consensus"]
-        obj.n_keep_ = int(manifest["n_keep"])
-        obj.whole_image_scores_ = arrays.get("whole_image")
-        obj.whole_image_ = bool(manifest.get("whole_image", False))
-        obj._rank()
-        obj.keep_indices_ = np.asarray(manifest["keep_indices"], dtype=np.int64)
-        obj.drop_indices_ = np.asarray(manifest["drop_indices"], dtype=np.int64)
-        obj.keep_mask_ = np.zeros(obj.n_samples_, dtype=bool)
-        obj.keep_mask_[obj.keep_indices_] = True
-        obj.timings_ = dict(manifest.get("timings", {}))
-        obj.versions_ = dict(manifest.get("versions", {}))
-        obj.detector_arguments_ = manifest.get("detector_arguments")
-        return obj
-
+    # -- the report (a face above this module: see set_report_writer) ---------------------
     def report(self, dataset: Any, path: str | Path, **options: Any) -> Path:
         """Write the HTML report of this run (see :mod:`noisyclean.report`)."""
-        from noisyclean.report import write_report
+        if _report_writer is None:
+            raise RuntimeError(
+                "no report writer is registered; import noisyclean (the package registers "
+                "noisyclean.report.write_report) or call noisyclean.report.write_report("
+                "purifier, dataset, path)."
+            )
+        return _report_writer(self, dataset, path, **options)
 
-        return write_report(self, dataset, path, **options)
+
+ReportWriter = Callable[..., Path]
+_report_writer: ReportWriter | None = None
 
 
-class _Probe:
-    """Answers questions about the detector a factory makes, building one at most once.
+def set_report_writer(writer: ReportWriter) -> None:
+    """Make :meth:`Purifier.report` call ``writer(purifier, dataset, path, **options)``.
 
-    A class (or a partial of one, or a registered name) answers from the class; any other
-    factory must be called, and a detector may be costly to build (a backbone), so the one
-    instance is kept for every question and for computing the whole-image view.
+    Why a registry: the report is a face that reads a fitted Purifier, so it sits above
+    this module, and an import of it from here would close a circle (purifier -> report ->
+    purifier). The package's ``__init__`` (the public face) registers
+    :func:`noisyclean.report.write_report` here, importing it only when a report is asked
+    for, so ``purifier.report(dataset, path)`` keeps working and importing the Purifier
+    does not import the report's plotting stack.
     """
-
-    def __init__(self, factory: Callable[[], Any]):
-        self.factory = factory
-        self.cls = factory_class(factory)
-        self.name = getattr(self.cls, "__name__", None) or factory_key(factory)
-        self._instance: Any = None
-
-    def instance(self) -> Any:
-        if self._instance is None:
-            self._instance = build_detector(self.factory, "the detector")
-            self.name = type(self._instance).__name__
-        return self._instance
-
-
-def factory_class(factory: Any) -> type | None:
-    """The detector class a factory makes, when it is known without calling the factory."""
-    target, _, _ = _unwrap(factory)
-    return target if inspect.isclass(target) else None
-
-
-def _unwrap(factory: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
-    """What a factory calls, with the positional and keyword arguments it adds: a partial
-    or a registered name's :class:`~noisyclean.plugins.BoundFactory` are looked through."""
-    from noisyclean.plugins import BoundFactory
-
-    if isinstance(factory, functools.partial):
-        return factory.func, factory.args, dict(factory.keywords)
-    if isinstance(factory, BoundFactory):
-        return factory.cls, (), dict(factory.kwargs)
-    return factory, (), {}
-
-
-def _unrestorable(cfg: dict[str, Any]) -> Callable[[], Any]:
-    def missing() -> Any:
-        raise RuntimeError(
-            f"this Purifier was saved with the detector factory {cfg['detector']}, which "
-            "cannot be stored in JSON; pass it again: Purifier.load(path, detector=factory)."
-        )
-
-    return missing
-
-
-def _partition_labels(membership: np.ndarray) -> np.ndarray | None:
-    """``(n,)`` subset id per sample when every sample is in exactly one subset."""
-    if not (membership.sum(axis=0) == 1).all():
-        return None
-    return membership.argmax(axis=0)
-
-
-def factory_key(obj: Any) -> str:
-    """A description of a factory that is stable across runs (cache keys, manifests).
-
-    ``repr`` of a lambda holds a memory address, so functions are named by module,
-    qualified name and a hash of their code; partials by their function and arguments.
-    """
-    if isinstance(obj, functools.partial):
-        args = ", ".join([*map(repr, obj.args), *(f"{k}={v!r}" for k, v in obj.keywords.items())])
-        return f"partial({factory_key(obj.func)}, {args})"
-    if inspect.isclass(obj):
-        return f"{obj.__module__}.{obj.__qualname__}"
-    code = getattr(obj, "__code__", None)
-    if code is not None:
-        digest = hashlib.sha256(code.co_code + repr(code.co_consts).encode()).hexdigest()[:12]
-        return f"{obj.__module__}.{obj.__qualname__}#{digest}"
-    return _stable_repr(obj)
-
-
-def _stable_repr(obj: Any) -> str:
-    """``repr(obj)``, or its type's name when the repr holds a memory address."""
-    text = repr(obj)
-    if " at 0x" in text:
-        return f"{type(obj).__module__}.{type(obj).__qualname__}"
-    return text
-
-
-def resolved_arguments(factory: Any) -> dict[str, str] | None:
-    """Every argument a factory passes to its detector's constructor, defaults included.
-
-    Why: a cache key or manifest that records only the arguments given would not notice a
-    changed default (after an upgrade, say), and a resumed run would then mix scores from
-    two different detectors. Known for classes, partials of classes and registered names;
-    ``None`` for other callables, whose code hash in :func:`factory_key` is all there is.
-    """
-    target, args, kwargs = _unwrap(factory)
-    if not inspect.isclass(target):
-        return None
-    try:
-        bound = inspect.signature(target).bind_partial(*args, **kwargs)
-    except (TypeError, ValueError):  # no introspectable signature, or arguments it refuses
-        return None
-    bound.apply_defaults()
-    return {name: _stable_repr(value) for name, value in bound.arguments.items()}
-
-
-def _versions() -> dict[str, str]:
-    import importlib.metadata as md
-
-    out = {"python": platform.python_version()}
-    for dist in ("noisyclean", "numpy", "scikit-learn", "torch", "timm", "anomalib"):
-        try:
-            out[dist] = md.version(dist)
-        except md.PackageNotFoundError:
-            continue
-    return out
+    global _report_writer
+    _report_writer = writer

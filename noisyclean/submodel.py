@@ -14,8 +14,8 @@ from typing import Any
 
 import numpy as np
 
-from noisyclean.datasets import Subset
 from noisyclean.protocol import apply_params, submodel_params
+from noisyclean.samples import Subset
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-from noisyclean.datasets import root_indices, to_numpy
+from noisyclean.samples import root_indices, to_numpy
 
 
 class ValueDetector:

@@ -25,7 +25,7 @@ from noisyclean.data import (
     labels_of,
     masks_of,
 )
-from noisyclean.datasets import Subset
+from noisyclean.samples import Subset
 
 
 def write_image(path: Path, size=(24, 32), value=None, mode="RGB", fmt=None, seed=0) -> Path:

@@ -137,7 +137,7 @@ def test_extract_batched_explains_mixed_sizes():
 
 
 def test_stacking_refuses_mixed_sizes_and_names_them_with_the_fix():
-    from noisyclean.datasets import require_one_size
+    from noisyclean.samples import require_one_size
 
     require_one_size([np.zeros((2, 3)), np.zeros((2, 3))], "masks", "resize.")  # one size: fine
     require_one_size([], "masks", "resize.")
@@ -147,8 +147,8 @@ def test_stacking_refuses_mixed_sizes_and_names_them_with_the_fix():
 
 
 def test_dataset_cache_token_identifies_the_pixels_not_the_positions():
-    from noisyclean.datasets import Subset
     from noisyclean.features import dataset_cache_token
+    from noisyclean.samples import Subset
 
     class Keyed:
         cache_key = "folder|resize224"

@@ -13,7 +13,6 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 skdata = pytest.importorskip("skimage.data")
 
-from noisyclean.datasets import Subset  # noqa: E402
 from noisyclean.detectors.patchknn import (  # noqa: E402
     PatchKNN,
     greedy_coreset,
@@ -24,6 +23,7 @@ from noisyclean.detectors.patchknn import (  # noqa: E402
 from noisyclean.feature_cache import FeatureCache  # noqa: E402
 from noisyclean.features import MissingWeightsError, efficientnet_lite0_weights_path  # noqa: E402
 from noisyclean.protocol import preferred_scoring  # noqa: E402
+from noisyclean.samples import Subset  # noqa: E402
 
 SIZE = 64
 MEAN = np.array([0.485, 0.456, 0.406], dtype=np.float32)[:, None, None]

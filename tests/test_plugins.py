@@ -23,7 +23,7 @@ PLUGIN = textwrap.dedent('''
             self.mean_ = np.mean(np.asarray(dataset, float), axis=0)
             return self
         def score(self, dataset):
-            from noisyclean.datasets import to_numpy
+            from noisyclean.samples import to_numpy
             return np.linalg.norm(to_numpy(dataset) - self.mean_, axis=1)
 
     @noisyclean.hookimpl

@@ -18,12 +18,12 @@ import numpy as np
 import pytest
 
 from noisyclean import Purifier
-from noisyclean.datasets import root_indices, to_numpy
 from noisyclean.executors import make_executor
+from noisyclean.samples import root_indices, to_numpy
 
 ray = pytest.importorskip("ray")
 
-from noisyclean.ray_executor import RayExecutor, SubmodelFailedError  # noqa: E402
+from noisyclean.executors.ray import RayExecutor, SubmodelFailedError  # noqa: E402
 
 TESTS = str(Path(__file__).resolve().parent)
 
@@ -147,7 +147,7 @@ def ray_cluster(short_tmp, worker_path):
 # -- without a cluster ------------------------------------------------------------------
 def test_missing_ray_gives_the_install_command(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` now raises ImportError
-    monkeypatch.delitem(sys.modules, "noisyclean.ray_executor", raising=False)
+    monkeypatch.delitem(sys.modules, "noisyclean.executors.ray", raising=False)
     with pytest.raises(ImportError, match=r"pip install 'noisyclean\[ray\]'"):
         make_executor("ray")
 

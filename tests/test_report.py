@@ -287,8 +287,8 @@ def test_a_vanished_image_shows_as_a_placeholder(run_folder, caplog):
 
 def test_report_of_a_demo_run_regenerates_its_images(tmp_path):
     from noisyclean.data import defect_types_of, labels_of, make_noisy_split
-    from noisyclean.datasets import Subset
     from noisyclean.runs import write_outputs
+    from noisyclean.samples import Subset
 
     settings = {"layout": "demo", "image_size": 32, "seed": 4, "n_normal": 30,
                 "n_anomalous": 10, "noise_ratio": 0.2}

@@ -71,7 +71,7 @@ def test_an_edited_image_changes_the_fingerprint(tmp_path):
     from PIL import Image
 
     from noisyclean.data import ImageFolder
-    from noisyclean.datasets import fingerprint
+    from noisyclean.samples import fingerprint
 
     for i in range(3):
         Image.new("L", (16, 16), color=40 * i).save(tmp_path / f"img_{i}.png")

@@ -3,7 +3,7 @@
 Every dataset here is an :class:`ImageDataset`: ``dataset[i]`` is only the image tensor
 ``(3, H, W)``; ids, labels, defect types and masks are separate, for evaluation only
 (:func:`labels_of`, :func:`defect_types_of`, :func:`masks_of` also read them through a
-:class:`~noisyclean.datasets.Subset`).
+:class:`~noisyclean.samples.Subset`).
 
 Importing this package needs only numpy; Pillow and torch are imported when images are
 read, and scikit-image when synthetic data is generated.

@@ -36,7 +36,7 @@ from noisyclean.data.files import (
     relative_id,
 )
 from noisyclean.data.transforms import ImageTransform
-from noisyclean.datasets import Subset, require_one_size, root_dataset, root_indices
+from noisyclean.samples import Subset, require_one_size, root_dataset, root_indices
 
 NORMAL, ANOMALY, UNKNOWN = 0, 1, -1
 
@@ -325,7 +325,7 @@ def _labelled_root(dataset: Any) -> tuple[Any, np.ndarray]:
 def labels_of(dataset: Any) -> np.ndarray:
     """The labels (``int8``: 0 normal, 1 anomaly, -1 unknown) of ``dataset``'s samples.
 
-    Works on an :class:`ImageDataset` or a (nested) :class:`~noisyclean.datasets.Subset` of
+    Works on an :class:`ImageDataset` or a (nested) :class:`~noisyclean.samples.Subset` of
     one. For evaluation code only: detectors never receive labels.
     """
     root, idx = _labelled_root(dataset)

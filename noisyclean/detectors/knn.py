@@ -7,7 +7,7 @@ from typing import Any
 import numpy as np
 from sklearn.neighbors import NearestNeighbors
 
-from noisyclean.datasets import to_numpy
+from noisyclean.samples import to_numpy
 
 
 class KNNDetector:

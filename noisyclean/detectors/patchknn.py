@@ -29,7 +29,6 @@ from typing import Any
 
 import numpy as np
 
-from noisyclean.datasets import require_one_size, sample_ids
 from noisyclean.feature_cache import FeatureCache, default_feature_cache
 from noisyclean.features import (
     aggregate_patch_features,
@@ -41,6 +40,7 @@ from noisyclean.features import (
     shared_backbone,
 )
 from noisyclean.protocol import check_numbers, set_constructor_params
+from noisyclean.samples import require_one_size, sample_ids
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from noisyclean.datasets import root_dataset
+from noisyclean.samples import root_dataset
 
 MASK_COLOUR = (57, 255, 20)
 """Ground-truth outlines are drawn in this bright green, a colour no heat map uses."""

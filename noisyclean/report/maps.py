@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from noisyclean.datasets import Subset
+from noisyclean.samples import Subset
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
-from noisyclean.purifier import MANIFEST, Purifier
+from noisyclean.persistence import MANIFEST
+from noisyclean.purifier import Purifier
 from noisyclean.report.writer import write_report
 
 logger = logging.getLogger(__name__)

@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 
 from noisyclean._io import atomic_write_bytes, atomic_write_text
-from noisyclean.datasets import root_dataset, root_indices, sample_ids
 from noisyclean.progress import progress as progress_bar
 from noisyclean.report import analysis, images, plots
 from noisyclean.report.maps import computed_maps, given_maps
+from noisyclean.samples import root_dataset, root_indices, sample_ids
 
 logger = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from __future__ import annotations
 import os
 from typing import Any
 
-from noisyclean.datasets import root_dataset
+from noisyclean.samples import root_dataset
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

@@ -7,7 +7,7 @@ import functools
 import numpy as np
 import pytest
 import torch
-from noisyclean.datasets import Subset
+from noisyclean.samples import Subset
 
 from noisyclean_anomalib import (
     AnomalibDetector,

@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from noisyclean.datasets import root_dataset, sample_ids
 from noisyclean.feature_cache import FeatureCache, default_feature_cache
 from noisyclean.progress import progress as progress_bar
 from noisyclean.protocol import check_numbers, set_constructor_params
+from noisyclean.samples import root_dataset, sample_ids
 from noisyclean_dinomaly import config
 from noisyclean_dinomaly.data import PreparedImages, Preprocessor, content_id, image_batches
 from noisyclean_dinomaly.encoders import FrozenEncoder, build_encoder

@@ -11,8 +11,8 @@ from noisyclean_dinomaly import Dinomaly
 from noisyclean_dinomaly.data import Preprocessor
 from noisyclean_dinomaly.detector import NotFittedError
 
-from noisyclean.datasets import Subset
 from noisyclean.feature_cache import FeatureCache
+from noisyclean.samples import Subset
 
 
 class IdDataset:

@@ -1,14 +1,7 @@
-"""Where stage-1 jobs run. The Purifier only ever calls :meth:`Executor.run`.
-
-An executor takes a function and a list of jobs and yields ``(position, result)`` as each
-job finishes, in any order. The Purifier writes every result to the score cache the moment
-it arrives, so any executor (serial, a process pool, a Ray cluster) resumes from the same
-cache.
-"""
+"""The executors that run stage-1 jobs on this machine: in turn, or in a process pool."""
 
 from __future__ import annotations
 
-import abc
 import multiprocessing as mp
 import os
 import sys
@@ -16,18 +9,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor, as_completed
 from typing import Any
 
-
-class Executor(abc.ABC):
-    """Runs independent jobs; yields ``(position, result)`` as they finish."""
-
-    name: str = "executor"
-
-    @abc.abstractmethod
-    def run(self, fn: Callable[[Any], Any], jobs: Sequence[Any]) -> Iterator[tuple[int, Any]]:
-        """Run ``fn(job)`` for every job; an exception in a job propagates to the caller."""
-
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}()"
+from noisyclean.executors.base import Executor
 
 
 class SerialExecutor(Executor):
@@ -112,24 +94,3 @@ def _check_picklable(fn: Callable[[Any], Any], jobs: Sequence[Any]) -> None:
             f"processes, but they cannot be pickled ({exc}). Use a class or "
             "functools.partial instead of a lambda or local function, or executor='serial'."
         ) from exc
-
-
-def make_executor(spec: str | Executor, **options: Any) -> Executor:
-    """Resolve ``"serial"``, ``"process"``, ``"ray"`` or an :class:`Executor` instance."""
-    if isinstance(spec, Executor):
-        return spec
-    if spec == "serial":
-        return SerialExecutor()
-    if spec == "process":
-        return ProcessExecutor(**options)
-    if spec == "ray":
-        try:
-            from noisyclean.ray_executor import RayExecutor
-        except ImportError as exc:
-            raise ImportError(
-                "executor='ray' needs Ray: install it with `pip install 'noisyclean[ray]'`."
-            ) from exc
-        return RayExecutor(**options)
-    raise ValueError(
-        f"unknown executor {spec!r}; choose 'serial', 'process', 'ray' or pass an Executor."
-    )

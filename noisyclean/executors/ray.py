@@ -29,7 +29,7 @@ from typing import Any
 import numpy as np
 import ray
 
-from noisyclean.executors import Executor
+from noisyclean.executors.base import Executor
 
 logger = logging.getLogger(__name__)
 
