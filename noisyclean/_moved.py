@@ -59,6 +59,10 @@ class _MovedModuleFinder(importlib.abc.MetaPathFinder, importlib.abc.Loader):
 
 
 def install() -> None:
-    """Put the finder on ``sys.meta_path`` once (importing :mod:`noisyclean` calls this)."""
+    """Put the finder on ``sys.meta_path`` once (importing :mod:`noisyclean` calls this).
+
+    It goes first, so that a stale file left at an old path (an editable install of an
+    older checkout, say) is never imported beside the module that replaced it.
+    """
     if not any(isinstance(finder, _MovedModuleFinder) for finder in sys.meta_path):
-        sys.meta_path.append(_MovedModuleFinder())
+        sys.meta_path.insert(0, _MovedModuleFinder())
