@@ -13,13 +13,13 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("timm")
 skdata = pytest.importorskip("skimage.data")
 
-from noisyclean.detectors.patchknn import (  # noqa: E402
-    PatchKNN,
+from noisyclean.detectors.patchbank import (  # noqa: E402
     greedy_coreset,
     knn_torch,
     patch_outlier_scores,
     upsample_and_smooth,
 )
+from noisyclean.detectors.patchknn import PatchKNN  # noqa: E402
 from noisyclean.feature_cache import FeatureCache  # noqa: E402
 from noisyclean.features import MissingWeightsError, efficientnet_lite0_weights_path  # noqa: E402
 from noisyclean.protocol import preferred_scoring  # noqa: E402
@@ -290,7 +290,7 @@ def test_patch_outlier_scores_flag_the_odd_patch():
 def test_local_outlier_factor_matches_scikit_learn():
     from sklearn.neighbors import LocalOutlierFactor
 
-    from noisyclean.detectors.patchknn import local_outlier_factor
+    from noisyclean.detectors.patchbank import local_outlier_factor
 
     rng = np.random.default_rng(0)
     pts = np.r_[rng.normal(size=(40, 3)), rng.normal(6, 1, size=(3, 3))].astype(np.float32)
