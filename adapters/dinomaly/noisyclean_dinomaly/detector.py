@@ -16,7 +16,6 @@ import logging
 import math
 import os
 import time
-import weakref
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -24,27 +23,25 @@ import numpy as np
 import torch
 
 from noisyclean.feature_cache import FeatureCache, default_feature_cache
-from noisyclean.progress import progress as progress_bar
 from noisyclean.protocol import check_numbers, set_constructor_params
 from noisyclean.samples import root_dataset, sample_ids
 from noisyclean_dinomaly import config
 from noisyclean_dinomaly.data import PreparedImages, Preprocessor, content_id, image_batches
-from noisyclean_dinomaly.encoders import FrozenEncoder, build_encoder
-from noisyclean_dinomaly.loss import hard_mining_cosine_loss, p_schedule
+from noisyclean_dinomaly.encoders import FrozenEncoder, build_encoder, shared_encoder
 from noisyclean_dinomaly.maps import anomaly_maps, top_mean
 from noisyclean_dinomaly.model import DinomalyModel
-from noisyclean_dinomaly.optim import StableAdamW, lr_schedule
+from noisyclean_dinomaly.training import (
+    BatchSampler,
+    gpu_budget,
+    index_batches,
+    optimise,
+    training_feed,
+)
 from noisyclean_dinomaly.weights import weights_tag
 
 logger = logging.getLogger(__name__)
 
 _CACHE_DTYPES = {"float16": torch.float16, "float32": torch.float32}
-_SHARED_ENCODERS: weakref.WeakValueDictionary[tuple, FrozenEncoder] = weakref.WeakValueDictionary()
-"""Frozen encoders in use, by configuration and device: the sub-models of one process share
-one copy (it never changes) instead of loading the weights k + 1 times."""
-_LAST_ENCODER: list[FrozenEncoder] = []
-"""A strong reference to the most recent encoder, so that it outlives a sub-model that is
-discarded before the next one is built (the serial executor does exactly that)."""
 
 
 class NotFittedError(RuntimeError):
@@ -315,26 +312,19 @@ class Dinomaly:
 
     # -- model -----------------------------------------------------------------------------
     def _shared_encoder(self) -> FrozenEncoder:
-        key = (self._encoder_key(), str(self._device))
-        enc = _SHARED_ENCODERS.get(key)
-        if enc is None:
-            # Random weights (weights=None) are drawn from a fixed seed, so one configuration
-            # is one encoder: its cached records and its sharing stay valid.
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(0)
-                enc = build_encoder(
-                    self.encoder,
-                    self.weights,
-                    self.crop_size,
-                    target_layers=self.target_layers,
-                    groups=self.groups,
-                    out_indices=self.out_indices,
-                    cnn_fusion=self.cnn_fusion,
-                    encoder_kwargs=self.encoder_kwargs,
-                ).to(self._device)
-            _SHARED_ENCODERS[key] = enc
-        _LAST_ENCODER[:] = [enc]
-        return enc
+        return shared_encoder(
+            (self._encoder_key(), str(self._device)),
+            lambda: build_encoder(
+                self.encoder,
+                self.weights,
+                self.crop_size,
+                target_layers=self.target_layers,
+                groups=self.groups,
+                out_indices=self.out_indices,
+                cnn_fusion=self.cnn_fusion,
+                encoder_kwargs=self.encoder_kwargs,
+            ).to(self._device),
+        )
 
     def _build(self, seed: int) -> None:
         encoder = self._shared_encoder()
@@ -441,49 +431,7 @@ class Dinomaly:
 
         return [torch.from_numpy(a) for a in cache.get_or_compute(namespace, wanted, compute)]
 
-    def _training_feed(self, records: list[torch.Tensor], batches: Iterator[torch.Tensor]):
-        """Batches of training records on the device, as float32.
-
-        On CUDA the whole set moves to the GPU once when it fits the budget (filled in
-        chunks, so host memory never holds a second copy); otherwise each batch is stacked
-        in pinned memory and copied asynchronously.
-        """
-        device = self._device
-        nbytes = sum(r.numel() * r.element_size() for r in records)
-        if device.type == "cuda" and nbytes <= self._gpu_budget():
-            resident = torch.empty((len(records), *records[0].shape), dtype=records[0].dtype,
-                                   device=device)
-            for i in range(0, len(records), 64):
-                resident[i : i + 64] = torch.stack(records[i : i + 64]).to(device)
-            for idx in batches:
-                yield resident[idx.to(device)].float()
-            return
-        pin = device.type == "cuda"
-        for idx in batches:
-            batch = torch.stack([records[i] for i in idx.tolist()])
-            if pin:
-                batch = batch.pin_memory()
-            yield batch.to(device, non_blocking=True).float()
-
     # -- training --------------------------------------------------------------------------
-    def _gpu_budget(self) -> int:
-        if self.gpu_cache_bytes is not None:
-            return int(self.gpu_cache_bytes)
-        if self._device.type != "cuda":
-            return 0
-        free, _ = torch.cuda.mem_get_info(self._device)
-        return free // 4
-
-    def _batches(self, n: int, generator: torch.Generator) -> Iterator[torch.Tensor]:
-        """Index batches: a fresh permutation per epoch, dropping the ragged last batch (as
-        the reference's ``DataLoader(shuffle=True, drop_last=True)``) unless the dataset is
-        smaller than one batch."""
-        bs = min(self.batch_size, n)
-        while True:
-            perm = torch.randperm(n, generator=generator)
-            for start in range(0, n - bs + 1, bs):
-                yield perm[start : start + bs]
-
     def fit(self, dataset: Any) -> Dinomaly:
         """Train on ``dataset`` (all samples taken as normal) for ``max_steps`` steps."""
         n = len(dataset)
@@ -504,52 +452,25 @@ class Dinomaly:
 
     def _train(self, dataset: Any, n: int, seed: int) -> None:
         device = self._device
-        model = self.model_
         generator = torch.Generator().manual_seed(seed)
-        batches = self._batches(n, generator)
+        batches = index_batches(n, self.batch_size, generator)
         t0 = time.perf_counter()
         if self._cache is not None:
             records = self._records(dataset, range(n), self._namespace(dataset))
-            feed: Iterator[torch.Tensor] = self._training_feed(records, batches)
+            feed: Iterator[torch.Tensor] = training_feed(
+                records, batches, device, gpu_budget(self.gpu_cache_bytes, device))
             first = next(feed)  # starts the feed: a GPU-resident set is uploaded here
         else:  # the reference's way: images through the encoder at every step
             loader = torch.utils.data.DataLoader(
                 PreparedImages(dataset, range(n), self.preprocess_),
-                batch_sampler=_BatchSampler(batches),
+                batch_sampler=BatchSampler(batches),
                 num_workers=self._workers,
                 pin_memory=device.type == "cuda",
             )
             feed = (self._encode_batch(images).float() for images in loader)
             first = None
-        params = model.trainable_parameters()
-        opt = StableAdamW(
-            params, lr=self.lr, betas=tuple(self.betas), eps=self.eps,
-            weight_decay=self.weight_decay, amsgrad=self.amsgrad, clip_threshold=self.update_clip,
-        )
-        lrs = lr_schedule(self.max_steps, self.lr, self.final_lr, self.warmup_steps)
-        losses = torch.zeros(self.max_steps, device=device)
-        model.train()
         t1 = time.perf_counter()
-        every = max(1, self.max_steps // 100)
-        with progress_bar(self.max_steps, "dinomaly: training", enabled=self.progress) as advance:
-            for step in range(self.max_steps):
-                rec = first if step == 0 and first is not None else next(feed)
-                for group in opt.param_groups:
-                    group["lr"] = float(lrs[step])
-                with self._autocast():
-                    targets, recon = self._reconstruct(rec)
-                p = p_schedule(step, self.hard_mining_p, self.hard_mining_ramp_steps)
-                loss = hard_mining_cosine_loss(targets, recon, p, self.hard_mining_factor)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, self.grad_clip)
-                opt.step()
-                losses[step] = loss.detach()
-                if (step + 1) % every == 0 or step + 1 == self.max_steps:
-                    done = every if (step + 1) % every == 0 else (step + 1) % every
-                    advance(done, f"loss {losses[step].item():.4f}")
-        model.eval()
-        self.loss_history_ = losses.cpu().numpy()  # waits for the device
+        self.loss_history_ = optimise(self, feed, first)
         self.records_seconds_ = t1 - t0
         self.train_seconds_ = time.perf_counter() - t1
         logger.info(
@@ -593,13 +514,3 @@ class Dinomaly:
             return np.zeros((0, size, size), dtype=np.float32)
         return torch.cat(out).numpy()
 
-
-class _BatchSampler:
-    """Feeds a ``DataLoader`` the detector's own (endless) index batches."""
-
-    def __init__(self, batches: Iterator[torch.Tensor]):
-        self.batches = batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        for idx in self.batches:
-            yield idx.tolist()

@@ -18,7 +18,8 @@ feature cache stores, so the encoder runs once per image however many sub-models
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+import weakref
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -305,3 +306,28 @@ def build_encoder(
             target_layers = config.default_target_layers(name, len(backbone.blocks))
         return FrozenViTEncoder(backbone, target_layers, groups, mean, std)
     return FrozenCNNEncoder(backbone, crop_size, mean, std, fusion=cnn_fusion)
+
+
+_SHARED_ENCODERS: weakref.WeakValueDictionary[tuple, FrozenEncoder] = weakref.WeakValueDictionary()
+"""Frozen encoders in use, by configuration and device: the sub-models of one process share
+one copy (it never changes) instead of loading the weights k + 1 times."""
+_LAST_ENCODER: list[FrozenEncoder] = []
+"""A strong reference to the most recent encoder, so that it outlives a sub-model that is
+discarded before the next one is built (the serial executor does exactly that)."""
+
+
+def shared_encoder(key: tuple, build: Callable[[], FrozenEncoder]) -> FrozenEncoder:
+    """The process's encoder for ``key`` (configuration and device), built on first use.
+
+    Random weights (weights=None) are drawn from a fixed seed, so one configuration is one
+    encoder: its cached records and its sharing stay valid.
+    """
+    enc = _SHARED_ENCODERS.get(key)
+    if enc is None:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(0)
+            enc = build()
+        _SHARED_ENCODERS[key] = enc
+    _LAST_ENCODER[:] = [enc]
+    return enc
+
