@@ -56,8 +56,6 @@ def _unwrap(factory: Any) -> tuple[Any, tuple[Any, ...], dict[str, Any]]:
     return factory, (), {}
 
 
-
-
 def factory_key(obj: Any) -> str:
     """A description of a factory that is stable across runs (cache keys, manifests).
 

@@ -27,7 +27,7 @@ MANIFEST = "manifest.json"
 SCORES = "scores.npz"
 MANIFEST_FORMAT = "noisyclean.purifier/1"
 
-P = TypeVar("P")
+P = TypeVar("P")  # the Purifier class load() builds, so this module need not import it
 
 
 def config(purifier: Any) -> dict[str, Any]:
@@ -56,9 +56,8 @@ def config(purifier: Any) -> dict[str, Any]:
     }
 
 
-
 def manifest(purifier: Any) -> dict[str, Any]:
-    """What :meth:`save` writes as JSON: configuration, versions, ids and the selection."""
+    """What :func:`save` writes as JSON: configuration, versions, ids and the selection."""
     purifier._check_fitted()
     return {
         "format": MANIFEST_FORMAT,
@@ -76,7 +75,6 @@ def manifest(purifier: Any) -> dict[str, Any]:
         "keep_indices": purifier.keep_indices_.tolist(),
         "drop_indices": purifier.drop_indices_.tolist(),
     }
-
 
 
 def save(purifier: Any, path: str | Path, extra: dict[str, Any] | None = None) -> Path:
@@ -148,7 +146,6 @@ def load(cls: type[P], path: str | Path, detector: Callable[[], Any] | str | Non
     return obj
 
 
-
 def _unrestorable(cfg: dict[str, Any]) -> Callable[[], Any]:
     def missing() -> Any:
         raise RuntimeError(
@@ -159,9 +156,8 @@ def _unrestorable(cfg: dict[str, Any]) -> Callable[[], Any]:
     return missing
 
 
-
-
 def versions() -> dict[str, str]:
+    """The versions of Python and of the libraries a result may depend on, for the manifest."""
     import importlib.metadata as md
 
     out = {"python": platform.python_version()}

@@ -269,3 +269,26 @@ def test_old_names_in_the_purifier_module_still_import():
     assert old.resolved_arguments is factories.resolved_arguments
     assert old._Probe is factories._Probe
     assert old.MANIFEST == persistence.MANIFEST == "manifest.json"
+
+
+def test_purifier_report_reaches_the_report_through_the_registry(tmp_path, monkeypatch):
+    import numpy as np
+
+    from noisyclean import Purifier
+    from noisyclean import purifier as purifier_mod
+
+    rng = np.random.default_rng(0)
+    data = np.vstack([rng.normal(size=(40, 4)), rng.normal(8.0, 1.0, size=(4, 4))])
+    fitted = Purifier("knn", k=2, keep=0.9, progress=False).fit(data)
+    # the registry the package filled writes the real report
+    path = fitted.report(None, tmp_path / "report.html", progress=False)
+    assert path.exists() and "<html" in path.read_text().lower()
+    # and Purifier.report only looks the writer up when called
+    seen = []
+    monkeypatch.setattr(purifier_mod, "_report_writer",
+                        lambda p, dataset, out, **options: seen.append((p, out, options)) or out)
+    assert fitted.report(data, "elsewhere.html", max_gallery=3) == "elsewhere.html"
+    assert seen == [(fitted, "elsewhere.html", {"max_gallery": 3})]
+    monkeypatch.setattr(purifier_mod, "_report_writer", None)
+    with pytest.raises(RuntimeError, match=r"noisyclean\.report\.write_report"):
+        fitted.report(data, tmp_path / "r.html")
