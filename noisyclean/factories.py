@@ -1,9 +1,10 @@
 """What a detector factory makes, and a description of it that is stable across runs.
 
 The Purifier takes a detector as a factory (a class, a ``functools.partial``, a lambda or a
-registered name). The score cache key and the manifest need to describe that factory the
-same way in every run (:func:`factory_key`, :func:`resolved_arguments`), and stage 1 needs
-to ask the detector's class questions without building a costly detector (:class:`_Probe`).
+registered name), which :func:`make_factory` checks. The score cache key and the manifest
+need to describe that factory the same way in every run (:func:`factory_key`,
+:func:`resolved_arguments`), and stage 1 needs to ask what the detector prefers and can do
+(its scoring mode, whether it embeds) without building a costly detector (:class:`_Probe`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import inspect
 from collections.abc import Callable
 from typing import Any
 
+from noisyclean.protocol import can_embed, preferred_scoring
 from noisyclean.submodel import build_detector
 
 
@@ -36,6 +38,58 @@ class _Probe:
             self._instance = build_detector(self.factory, "the detector")
             self.name = type(self._instance).__name__
         return self._instance
+
+    def scoring(self, requested: str) -> str:
+        """The scoring mode for ``requested`` (``"auto"``: what the detector prefers)."""
+        if requested != "auto":
+            return requested
+        # a class (or a partial of one) declares it; only other factories need an instance,
+        # which may be costly to build (a backbone), so it is the last resort
+        declared = getattr(self.cls, "preferred_scoring", "all") if self.cls else None
+        if isinstance(declared, str):
+            return preferred_scoring(self.cls)
+        return preferred_scoring(self.instance())
+
+    def uses_whole_image(self, requested: bool | str) -> bool:
+        """Whether the whole-image view takes part (``"auto"``: when the detector can embed)."""
+        if requested is False:
+            return False
+        able = can_embed(self.cls if self.cls is not None else self.instance())
+        if requested is True and not able:
+            raise ValueError(
+                f"whole_image=True needs a detector with embed(dataset) -> (n, d) whole-image "
+                f"vectors, and {self.name} has none; use whole_image='auto' or False, or add "
+                "embed() to the detector (see noisyclean.protocol.Embedder)."
+            )
+        return able
+
+
+def make_factory(detector: Callable[[], Any] | str,
+                 detector_kwargs: dict[str, Any] | None) -> Callable[[], Any]:
+    """The zero-argument factory the Purifier's ``detector`` argument stands for: a
+    registered name with its ``detector_kwargs``, or the factory itself once checked."""
+    if isinstance(detector, str):
+        from noisyclean.plugins import detector_factory
+
+        return detector_factory(detector, **(detector_kwargs or {}))
+    if detector_kwargs:
+        raise ValueError(
+            "detector_kwargs is only used with a detector name; bake arguments into the "
+            "factory instead, e.g. functools.partial(MyDetector, alpha=0.1)."
+        )
+    if not callable(detector):
+        raise TypeError(
+            f"detector must be a zero-argument factory or a registered name, got "
+            f"{type(detector).__name__}. Pass the class or a lambda "
+            "(Purifier(lambda: MyDetector(...))), not a fitted instance."
+        )
+    if hasattr(detector, "fit") and not inspect.isclass(detector):
+        raise TypeError(
+            f"detector is a {type(detector).__name__} instance; the Purifier needs a "
+            "factory that makes a fresh one per sub-model, e.g. "
+            f"Purifier(lambda: {type(detector).__name__}(...))."
+        )
+    return detector
 
 
 def factory_class(factory: Any) -> type | None:

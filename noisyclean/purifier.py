@@ -38,11 +38,11 @@ from noisyclean.factories import (  # noqa: F401
     _unwrap,
     factory_class,
     factory_key,
+    make_factory,
     resolved_arguments,
 )
 from noisyclean.persistence import MANIFEST, MANIFEST_FORMAT, SCORES  # noqa: F401
 from noisyclean.progress import progress as progress_bar
-from noisyclean.protocol import can_embed, preferred_scoring
 from noisyclean.samples import Subset, fingerprint, sample_ids
 from noisyclean.score_cache import ScoreCache
 from noisyclean.submodel import SubmodelJob, build_detector, run_submodel
@@ -184,56 +184,16 @@ class Purifier:
         return f"Purifier({', '.join(shown)})"
 
     def _factory(self) -> Callable[[], Any]:
-        if isinstance(self.detector, str):
-            from noisyclean.plugins import detector_factory
+        return make_factory(self.detector, self.detector_kwargs)
 
-            return detector_factory(self.detector, **(self.detector_kwargs or {}))
-        if self.detector_kwargs:
-            raise ValueError(
-                "detector_kwargs is only used with a detector name; bake arguments into the "
-                "factory instead, e.g. functools.partial(MyDetector, alpha=0.1)."
-            )
-        if not callable(self.detector):
-            raise TypeError(
-                f"detector must be a zero-argument factory or a registered name, got "
-                f"{type(self.detector).__name__}. Pass the class or a lambda "
-                "(Purifier(lambda: MyDetector(...))), not a fitted instance."
-            )
-        if hasattr(self.detector, "fit") and not inspect.isclass(self.detector):
-            raise TypeError(
-                f"detector is a {type(self.detector).__name__} instance; the Purifier needs a "
-                "factory that makes a fresh one per sub-model, e.g. "
-                f"Purifier(lambda: {type(self.detector).__name__}(...))."
-            )
-        return self.detector
+    def _resolve_scoring(self, probe: _Probe) -> str:
+        return probe.scoring(self.scoring)
 
     def _submodel_overrides(self) -> dict[str, Any] | None:
         """What a sub-model job sets on top of its detector's suggestion (``None``: nothing)."""
         if self.submodel_params is None:
             return None
         return {} if self.submodel_params == "auto" else dict(self.submodel_params)
-
-    def _resolve_scoring(self, probe: _Probe) -> str:
-        if self.scoring != "auto":
-            return self.scoring
-        # a class (or a partial of one) declares it; only other factories need an instance,
-        # which may be costly to build (a backbone), so it is the last resort
-        declared = getattr(probe.cls, "preferred_scoring", "all") if probe.cls else None
-        if isinstance(declared, str):
-            return preferred_scoring(probe.cls)
-        return preferred_scoring(probe.instance())
-
-    def _resolve_whole_image(self, probe: _Probe) -> bool:
-        if self.whole_image is False:
-            return False
-        able = can_embed(probe.cls if probe.cls is not None else probe.instance())
-        if self.whole_image is True and not able:
-            raise ValueError(
-                f"whole_image=True needs a detector with embed(dataset) -> (n, d) whole-image "
-                f"vectors, and {probe.name} has none; use whole_image='auto' or False, or add "
-                "embed() to the detector (see noisyclean.protocol.Embedder)."
-            )
-        return able
 
     def _whole_image_scores(self, probe: _Probe, dataset: Any,
                             cache: ScoreCache | None) -> np.ndarray:
@@ -277,7 +237,7 @@ class Purifier:
         rng = np.random.default_rng(self.seed)
         subsets = self._subsets(n, rng)
         scoring = self._resolve_scoring(probe)
-        use_whole_image = self._resolve_whole_image(probe)
+        use_whole_image = probe.uses_whole_image(self.whole_image)
         membership = partition_mod.membership_matrix(subsets, n)
         if scoring == "out_of_bag":
             lonely = membership.all(axis=0)
