@@ -5,7 +5,7 @@ It only wires the parts: :mod:`~noisyclean.partition` splits, an
 subset, :mod:`~noisyclean.score_cache` keeps finished rows, :mod:`~noisyclean.consensus`
 normalises and aggregates, and :mod:`~noisyclean.selection` keeps the lowest scores.
 Its helpers each have a module: :mod:`~noisyclean.parameters` checks the arguments,
-:mod:`~noisyclean.factories` describes the detector factory, and
+:mod:`~noisyclean.factories` checks and describes the detector factory, and
 :mod:`~noisyclean.persistence` saves and loads a fitted Purifier.
 
 Every sample is identified by its original index from start to end: subsets are index
@@ -31,7 +31,8 @@ from noisyclean import partition as partition_mod
 from noisyclean import whole_image as whole_image_mod
 from noisyclean.executors import Executor, make_executor
 
-# re-exported: these lived here before persistence and factory introspection moved out
+# the names not used here are re-exported: they lived here until noisyclean.factories and
+# noisyclean.persistence took over factory introspection and saving
 from noisyclean.factories import (  # noqa: F401
     _Probe,
     _stable_repr,
