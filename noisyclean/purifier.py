@@ -27,15 +27,17 @@ import numpy as np
 
 from noisyclean import consensus as consensus_mod
 from noisyclean import partition as partition_mod
-from noisyclean import selection
+from noisyclean import preflight, selection
 from noisyclean import whole_image as whole_image_mod
-from noisyclean._io import atomic_save_npz, atomic_write_json, load_npz
+from noisyclean._io import atomic_save_npz, atomic_write_json
 from noisyclean.cache import ScoreCache
 from noisyclean.datasets import Subset, fingerprint, sample_ids
 from noisyclean.executors import Executor, make_executor
+from noisyclean.manifest_check import read_manifest, read_scores
 from noisyclean.progress import progress as progress_bar
 from noisyclean.protocol import SCORING_MODES, can_embed, preferred_scoring
 from noisyclean.submodel import SubmodelJob, build_detector, run_submodel
+from noisyclean.tabular import as_samples
 
 logger = logging.getLogger(__name__)
 
@@ -56,8 +58,11 @@ class Purifier:
             a ``functools.partial``), or the name of a registered detector
             (``noisyclean detectors`` lists them), configured with ``detector_kwargs``.
         k: the number of disjoint subsets (sub-models) for ``partition="disjoint"``.
-        keep: a fraction in (0, 1] of the samples to keep, a count, or ``"auto"`` to
-            estimate the contamination from the consensus. Ties keep the lower index.
+        keep: a fraction in (0, 1] of the samples to keep (a float: ``1.0`` keeps all), or
+            ``"auto"`` to estimate the contamination from the consensus. An integer is
+            refused as ambiguous (does ``1`` mean all, or one?). Ties keep the lower index.
+        keep_count: keep this many samples instead (an integer >= 1); when given, it
+            replaces ``keep``.
         scoring: ``"all"`` (every sub-model scores every sample, the paper's choice),
             ``"out_of_bag"`` (only sub-models that did not train on a sample score it), or
             ``"auto"`` (the detector's ``preferred_scoring``, ``"all"`` if it declares none).
@@ -126,8 +131,9 @@ class Purifier:
         self,
         detector: Callable[[], Any] | str,
         k: int = 3,
-        keep: float | int | str = 0.8,
+        keep: float | str = 0.8,
         *,
+        keep_count: int | None = None,
         scoring: str = "auto",
         normalize: str | None = "rank",
         aggregate: str | Callable[[np.ndarray], np.ndarray] = "mean",
@@ -147,6 +153,7 @@ class Purifier:
         self.detector = detector
         self.k = k
         self.keep = keep
+        self.keep_count = keep_count
         self.scoring = scoring
         self.normalize = normalize
         self.aggregate = aggregate
@@ -186,6 +193,7 @@ class Purifier:
                 "use k=3 (the paper's choice) or more."
             )
         selection.validate_keep(self.keep)
+        selection.validate_keep_count(self.keep_count)
         if self.scoring not in (*SCORING_MODES, "auto"):
             raise ValueError(
                 f"unknown scoring={self.scoring!r}; choose 'all', 'out_of_bag' or 'auto'."
@@ -320,6 +328,7 @@ class Purifier:
     def fit(self, dataset: Any) -> Purifier:
         """Run stage 1 on ``dataset`` and select the purified samples. Returns ``self``."""
         self._validate_params()
+        dataset = as_samples(dataset)
         try:
             n = len(dataset)
         except TypeError as exc:
@@ -332,6 +341,7 @@ class Purifier:
         t_start = time.perf_counter()
         factory = self._factory()
         probe = _Probe(factory)
+        preflight.check_before_fit(self, probe, n)
         ids = sample_ids(dataset)
         rng = np.random.default_rng(self.seed)
         subsets = self._subsets(n, rng)
@@ -458,12 +468,12 @@ class Purifier:
         rows = self.scores_[self.round_ == self.round_.max()]
         self.consensus_ = consensus_mod.aggregate(
             consensus_mod.normalize(rows, self.normalize), self.aggregate)
-        if self.keep == selection.AUTO:
+        if self.keep == selection.AUTO and self.keep_count is None:
             robust = consensus_mod.aggregate(consensus_mod.normalize(rows, "robust_zscore"),
                                              "mean")
             self.n_keep_ = selection.estimate_n_keep(robust)
         else:
-            self.n_keep_ = selection.n_to_keep(self.keep, self.n_samples_)
+            self.n_keep_ = selection.n_to_keep(self.keep, self.n_samples_, self.keep_count)
         self._rank()
         self.keep_indices_ = np.sort(self.ranking_[: self.n_keep_])
         self.drop_indices_ = np.sort(self.ranking_[self.n_keep_:])
@@ -482,7 +492,7 @@ class Purifier:
         training nothing. The whole-image view can be switched off, or back on when it was
         computed at :meth:`fit`."""
         self._check_fitted()
-        allowed = {"keep", "normalize", "aggregate", "whole_image"}
+        allowed = {"keep", "keep_count", "normalize", "aggregate", "whole_image"}
         unknown = set(params) - allowed
         if unknown:
             raise ValueError(f"reselect only changes {sorted(allowed)}; got {sorted(unknown)}")
@@ -497,6 +507,8 @@ class Purifier:
                 "the whole-image view was not computed at fit (whole_image=False, or a "
                 "detector without embed()); fit again with whole_image=True to use it."
             )
+        if "keep" in params:  # a new fraction replaces a count given before
+            params.setdefault("keep_count", None)
         before = {name: getattr(self, name) for name in params}
         for name, value in params.items():
             setattr(self, name, value)
@@ -527,6 +539,7 @@ class Purifier:
 
     def subset(self, dataset: Any) -> Subset:
         """The purified view of ``dataset`` (the samples in ``keep_indices_``)."""
+        dataset = as_samples(dataset)
         self._check_same_data(dataset)
         return Subset(dataset, self.keep_indices_)
 
@@ -550,6 +563,7 @@ class Purifier:
             "detector_kwargs": self.detector_kwargs,
             "k": int(self.k),
             "keep": self.keep,
+            "keep_count": self.keep_count,
             "scoring": self.scoring,
             "normalize": self.normalize,
             "aggregate": self.aggregate if isinstance(self.aggregate, str) else factory_key(
@@ -612,17 +626,14 @@ class Purifier:
                 f"{manifest_path} does not exist; point load() at a folder written by "
                 "Purifier.save() or `noisyclean purify --out`."
             )
-        import json
-
-        manifest = json.loads(manifest_path.read_text())
-        if manifest.get("format") != MANIFEST_FORMAT:
-            raise ValueError(f"{manifest_path} is not a noisyclean Purifier manifest.")
+        manifest = read_manifest(manifest_path, MANIFEST_FORMAT)
         cfg = manifest["config"]
         if detector is None:
             detector = cfg["detector"] if cfg["detector_is_name"] else _unrestorable(cfg)
         agg = cfg["aggregate"] if cfg["aggregate"] in consensus_mod.AGGREGATORS else "mean"
         obj = cls(
-            detector, k=cfg["k"], keep=cfg["keep"], scoring=cfg["scoring"],
+            detector, k=cfg["k"], keep=cfg["keep"], keep_count=cfg.get("keep_count"),
+            scoring=cfg["scoring"],
             normalize=cfg["normalize"], aggregate=agg, seed=cfg["seed"],
             detector_kwargs=cfg["detector_kwargs"] if cfg["detector_is_name"] else None,
             refine=cfg.get("refine", 0), core=cfg.get("core", 0.25),
@@ -632,7 +643,7 @@ class Purifier:
             whole_image_neighbors=cfg.get("whole_image_neighbors",
                                           whole_image_mod.DEFAULT_NEIGHBORS),
         )
-        arrays = load_npz(folder / SCORES)
+        arrays = read_scores(folder / SCORES, manifest)
         obj.n_samples_ = int(manifest["n_samples"])
         obj.ids_ = list(manifest["ids"])
         obj.membership_ = arrays["membership"].astype(bool)
