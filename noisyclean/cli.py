@@ -281,6 +281,8 @@ def demo_cmd(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the purify "
                                              "outputs (lists, scores, manifest) here.")] = None,
     seed: Annotated[int, typer.Option(help="Seeds the data, the split and the Purifier.")] = 0,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace the results of an earlier run in OUT.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Purify a contaminated set of synthetic texture defects and print before and after.
@@ -297,7 +299,7 @@ def demo_cmd(
     console.print("Building a contaminated training set from CC0 textures, then training "
                   "noisy, purified and oracle detectors...")
     try:
-        result = run_demo(seed=seed, out_dir=out, progress=not quiet)
+        result = run_demo(seed=seed, out_dir=out, progress=not quiet, overwrite=overwrite)
     except USER_ERRORS as exc:
         _fail_clearly(exc)
     console.print(render_table(result))

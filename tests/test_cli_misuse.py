@@ -55,8 +55,8 @@ def misuse(args, *owned, flag):
     result = runner.invoke(app, args)
     lines = [line for line in result.output.splitlines() if line.strip()]
     assert result.exit_code == 2, result.output
-    assert "Traceback" not in result.output and result.exception is None or isinstance(
-        result.exception, SystemExit), result.output
+    assert "Traceback" not in result.output, result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit), result.output
     assert len(lines) == 1 and lines[0].startswith("error: "), result.output
     assert flag in lines[0], lines[0]
     assert _hashes(*owned) == before  # nothing the user owns changed
@@ -199,3 +199,15 @@ def test_report_never_replaces_a_foreign_html(saved_run, tmp_path):
     shutil.copytree(saved_run, run)
     (run / "report.html").write_text("<html>my notes</html>")
     misuse(["report", str(run), "--no-images", "--quiet"], run, flag="report.html")
+
+
+def test_demo_never_overwrites_the_users_results(tmp_path):
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "scores.csv").write_text("mine\n")
+    before = _hashes(out)
+    result = runner.invoke(app, ["demo", "--out", str(out), "--quiet"])
+    errors = [line for line in result.output.splitlines() if line.startswith("error:")]
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert len(errors) == 1 and "--out" in errors[0] and "scores.csv" in errors[0]
+    assert _hashes(out) == before
