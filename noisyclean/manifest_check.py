@@ -85,6 +85,15 @@ def read_manifest(path: str | Path, expected_format: str) -> dict[str, Any]:
     return manifest
 
 
+def keep_settings(config: dict[str, Any]) -> tuple[Any, int | None]:
+    """``(keep, keep_count)`` from a saved config. Manifests written before ``keep_count``
+    existed stored a count as an integer ``keep``; it comes back as ``keep_count``."""
+    keep, count = config["keep"], config.get("keep_count")
+    if isinstance(keep, int) and not isinstance(keep, bool) and count is None:
+        return 1.0, keep
+    return keep, count
+
+
 def read_scores(path: str | Path, manifest: dict[str, Any]) -> dict[str, np.ndarray]:
     """The arrays of ``scores.npz``, checked against the manifest's number of samples."""
     path = Path(path)

@@ -33,7 +33,7 @@ from noisyclean._io import atomic_save_npz, atomic_write_json
 from noisyclean.cache import ScoreCache
 from noisyclean.datasets import Subset, fingerprint, sample_ids
 from noisyclean.executors import Executor, make_executor
-from noisyclean.manifest_check import read_manifest, read_scores
+from noisyclean.manifest_check import keep_settings, read_manifest, read_scores
 from noisyclean.progress import progress as progress_bar
 from noisyclean.protocol import SCORING_MODES, can_embed, preferred_scoring
 from noisyclean.submodel import SubmodelJob, build_detector, run_submodel
@@ -630,10 +630,10 @@ class Purifier:
         cfg = manifest["config"]
         if detector is None:
             detector = cfg["detector"] if cfg["detector_is_name"] else _unrestorable(cfg)
+        keep, keep_count = keep_settings(cfg)
         agg = cfg["aggregate"] if cfg["aggregate"] in consensus_mod.AGGREGATORS else "mean"
         obj = cls(
-            detector, k=cfg["k"], keep=cfg["keep"], keep_count=cfg.get("keep_count"),
-            scoring=cfg["scoring"],
+            detector, k=cfg["k"], keep=keep, keep_count=keep_count, scoring=cfg["scoring"],
             normalize=cfg["normalize"], aggregate=agg, seed=cfg["seed"],
             detector_kwargs=cfg["detector_kwargs"] if cfg["detector_is_name"] else None,
             refine=cfg.get("refine", 0), core=cfg.get("core", 0.25),

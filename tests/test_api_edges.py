@@ -108,3 +108,13 @@ def test_load_refuses_a_score_file_from_another_run(saved, tmp_path):
     shutil.copy(other / "scores.npz", saved / "scores.npz")
     with pytest.raises(ManifestError, match="scores.npz: scores has shape"):
         Purifier.load(saved)
+
+
+def test_a_count_saved_as_an_integer_keep_loads_as_keep_count(saved):
+    manifest = json.loads((saved / "manifest.json").read_text())
+    manifest["config"]["keep"] = 12
+    del manifest["config"]["keep_count"]
+    (saved / "manifest.json").write_text(json.dumps(manifest))
+    loaded = Purifier.load(saved)
+    assert (loaded.keep, loaded.keep_count) == (1.0, 12)
+    assert loaded.reselect(normalize="zscore").n_keep_ == 12
