@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 from typing import Any
 
 import numpy as np
@@ -105,12 +106,13 @@ def original_aspect(dataset: Any, i: int) -> float | None:
     resized it (a crop shows part of the image, whose shape is then the crop's)."""
     paths = getattr(dataset, "paths", None)
     crop = getattr(getattr(dataset, "transform", None), "crop_size", None)
-    if paths is None or crop is not None:
+    path = paths[i] if paths is not None and crop is None else None
+    if not isinstance(path, (str, os.PathLike)):  # in-memory images have no file
         return None
     from PIL import Image
 
     try:
-        with Image.open(paths[i]) as im:  # reads the header only
+        with Image.open(path) as im:  # reads the header only
             return im.size[0] / im.size[1]
     except (OSError, ValueError, ZeroDivisionError):
         return None
