@@ -3,16 +3,24 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 ADAPTERS := $(patsubst %/pyproject.toml,%,$(wildcard adapters/*/pyproject.toml))
 STAMP := $(VENV)/.noisyclean-installed
+# torch is pinned; PyPI's x86_64 build bundles CUDA. On a machine that can reach the PyTorch
+# index, `make install TORCH_INDEX=https://download.pytorch.org/whl/cpu` installs the CPU build
+# (docs/install.md has the sizes).
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+TORCH_INDEX ?=
 export HF_HUB_OFFLINE := 1
 
 .PHONY: install demo test lint docs benchmark
 
 $(STAMP): pyproject.toml $(wildcard adapters/*/pyproject.toml)
+	@echo "==> [1/4] virtual environment in $(VENV)"
 	test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	# torch first, pinned: these builds lie on this machine's disk (see docs/install.md)
-	$(PY) -m pip install -q torch==2.14.1 torchvision==0.29.1
-	$(PY) -m pip install -q -e ".[images,report,ray,docs,dev]" $(foreach a,$(ADAPTERS),-e $(a)) -e examples/plugin
+	$(PY) -m pip install --progress-bar off --upgrade pip
+	@echo "==> [2/4] torch: $(TORCH_SPEC) $(if $(TORCH_INDEX),from $(TORCH_INDEX),from PyPI (a CUDA build, about 5 GB; see docs/install.md))"
+	$(PY) -m pip install --progress-bar off $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH_SPEC)
+	@echo "==> [3/4] noisyclean, its extras, the adapters and the example plugin"
+	$(PY) -m pip install --progress-bar off -e ".[images,report,ray,docs,dev]" $(foreach a,$(ADAPTERS),-e $(a)) -e examples/plugin
+	@echo "==> [4/4] done: $$(du -sh $(VENV) | cut -f1) in $(VENV)"
 	touch $@
 
 install: $(STAMP)

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 import noisyclean
+from noisyclean.cli_errors import in_cli_words, one_line
 
 app = typer.Typer(
     name="noisyclean",
@@ -58,8 +59,27 @@ class _UserError(Exception):
 
 
 def _fail_clearly(exc: Exception) -> None:
-    typer.secho(f"error: {exc}", err=True, fg=typer.colors.RED)
+    message = one_line(in_cli_words(str(exc)))
+    typer.secho(f"error: {message}", err=True, fg=typer.colors.RED)
     raise typer.Exit(code=2) from exc
+
+
+def _quiet(quiet: bool) -> None:
+    """``-q``: no progress and no INFO lines; warnings and errors still show."""
+    if quiet:
+        logging.getLogger("noisyclean").setLevel(logging.WARNING)
+
+
+_ARGV: list[str] | None = None
+
+
+def _command_line() -> str:
+    """The command as the user typed it, quoted for a shell (to repeat it)."""
+    import shlex
+    import sys
+
+    args = _ARGV if _ARGV is not None else sys.argv[1:]
+    return "noisyclean " + shlex.join(args)
 
 
 def _json_option(text: str | None, name: str) -> dict:
@@ -80,11 +100,12 @@ def _json_option(text: str | None, name: str) -> dict:
 def _keep_value(text: str) -> float | int | str:
     if text == "auto":
         return text
-    try:
+    try:  # digits stay an integer, which the Purifier refuses as ambiguous, saying why
         return int(text) if text.isdigit() else float(text)
     except ValueError as exc:
         raise _UserError(
-            f"--keep {text!r}: give a fraction (0.8), a count (500) or 'auto'") from exc
+            f"--keep {text!r}: give a fraction such as 0.8 or 'auto' (--keep-count takes a "
+            "number of images)") from exc
 
 
 WHOLE_IMAGE_CHOICES = {"auto": "auto", "on": True, "off": False}
@@ -108,7 +129,12 @@ def purify_cmd(
     out: Annotated[Path, typer.Option("--out", "-o", help="Output folder (outside DATA_DIR).")],
     detector: Annotated[str, typer.Option(help="A registered detector name.")] = "patchknn",
     k: Annotated[int, typer.Option(help="Number of sub-models (disjoint subsets).")] = 3,
-    keep: Annotated[str, typer.Option(help="Fraction, count, or 'auto'.")] = "0.8",
+    keep: Annotated[str, typer.Option(
+        help="The fraction of images to keep, in (0, 1] (1.0 keeps all), or 'auto'. A whole "
+             "number is refused as ambiguous: use --keep-count for a number of images.")
+                    ] = "0.8",
+    keep_count: Annotated[int | None, typer.Option(
+        "--keep-count", help="Keep this many images (replaces --keep).")] = None,
     scoring: Annotated[str, typer.Option(help="all, out_of_bag or auto.")] = "auto",
     normalize: Annotated[str, typer.Option(help="rank, zscore, robust_zscore, minmax, none.")
                          ] = "rank",
@@ -131,30 +157,59 @@ def purify_cmd(
         "--detector-kwargs", help="JSON object of detector arguments.")] = None,
     no_resume: Annotated[bool, typer.Option("--no-resume", help="Do not cache finished "
                                             "sub-models in OUT/cache.")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace the results of an earlier run in OUT (files noisyclean "
+        "did not write are never replaced).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Purify DATA_DIR: write purified.txt, dropped.txt, scores.csv and manifest.json to OUT.
 
-    Running the same command again after an interruption resumes from OUT/cache.
+    Running the same command again after an interruption resumes from OUT/cache. Image
+    names that a line-based list cannot hold (line breaks, leading or trailing spaces, a
+    leading '#') are refused before any work.
     """
+    import warnings
+
     from noisyclean.runs import purify_folder
 
+    _quiet(quiet)
     try:
-        result = purify_folder(
-            data_dir, out, detector=detector,
-            detector_kwargs=_json_option(detector_kwargs, "--detector-kwargs"),
-            image_size=image_size, masks=masks, on_error="skip" if skip_bad else "raise",
-            resume=not no_resume, k=k, keep=_keep_value(keep), scoring=scoring,
-            normalize=None if normalize.lower() == "none" else normalize, aggregate=aggregate,
-            whole_image=_whole_image_value(whole_image), seed=seed, executor=executor,
-            progress=not quiet,
-            executor_options=_json_option(executor_options, "--executor-options") or None,
-        )
+        with warnings.catch_warnings():  # skipped files are listed once, below
+            warnings.filterwarnings("ignore", message="skipping ", category=UserWarning)
+            result = purify_folder(
+                data_dir, out, detector=detector,
+                detector_kwargs=_json_option(detector_kwargs, "--detector-kwargs"),
+                image_size=image_size, masks=masks, on_error="skip" if skip_bad else "raise",
+                resume=not no_resume, overwrite=overwrite, k=k, keep=_keep_value(keep),
+                keep_count=keep_count, scoring=scoring,
+                normalize=None if normalize.lower() == "none" else normalize, aggregate=aggregate,
+                whole_image=_whole_image_value(whole_image), seed=seed, executor=executor,
+                progress=not quiet,
+                executor_options=_json_option(executor_options, "--executor-options") or None,
+            )
     except USER_ERRORS as exc:
         _fail_clearly(exc)
+    except KeyboardInterrupt:
+        _interrupted(out, resume=not no_resume)
+    for path, why in result.dataset.skipped:
+        typer.secho(f"skipped unreadable {path}: {why}", err=True, fg=typer.colors.YELLOW)
     p = result.purifier
+    typer.echo(result.summary)
     typer.echo(f"kept {p.n_keep_} of {p.n_samples_} images; dropped {p.n_samples_ - p.n_keep_}."
                f" Results in {out}")
+
+
+def _interrupted(out: Path, resume: bool) -> None:
+    """Ctrl-C: say what is saved and the exact command that picks up from there."""
+    rows = sorted((out / "cache").glob("*/submodel_*.npy")) if resume else []
+    if rows:
+        done = f"{len(rows)} finished sub-model score row(s) are saved in {out / 'cache'}"
+    else:
+        done = "no sub-model had finished, so nothing is saved yet"
+    typer.secho(f"interrupted: {done}. Run the same command to resume:", err=True,
+                fg=typer.colors.YELLOW)
+    typer.echo(f"  {_command_line()}", err=True)
+    raise typer.Exit(code=130)
 
 
 @app.command("evaluate")
@@ -200,6 +255,9 @@ def report_cmd(
     max_gallery: Annotated[int, typer.Option(help="Show at most this many dropped images.")
                            ] = 240,
     page_size: Annotated[int, typer.Option(help="Thumbnails per gallery page.")] = 48,
+    no_maps: Annotated[bool, typer.Option(
+        "--no-maps", help="Do not train the final detector on the kept images to draw "
+        "anomaly maps (done by default when the detector can localise).")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Write the HTML report of a purify run: what was dropped, why, and how sure it was.
@@ -208,8 +266,10 @@ def report_cmd(
     """
     from noisyclean.report import report_from_run
 
+    _quiet(quiet)
     try:
-        path = report_from_run(out_dir, out, images=not no_images, max_gallery=max_gallery,
+        path = report_from_run(out_dir, out, images=not no_images, maps=not no_maps,
+                               max_gallery=max_gallery,
                                page_size=page_size, progress=not quiet)
     except USER_ERRORS as exc:
         _fail_clearly(exc)
@@ -221,6 +281,8 @@ def demo_cmd(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Also write the purify "
                                              "outputs (lists, scores, manifest) here.")] = None,
     seed: Annotated[int, typer.Option(help="Seeds the data, the split and the Purifier.")] = 0,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="Replace the results of an earlier run in OUT.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
     """Purify a contaminated set of synthetic texture defects and print before and after.
@@ -232,11 +294,12 @@ def demo_cmd(
 
     from noisyclean.demo import render_table, run_demo
 
+    _quiet(quiet)
     console = Console()
     console.print("Building a contaminated training set from CC0 textures, then training "
                   "noisy, purified and oracle detectors...")
     try:
-        result = run_demo(seed=seed, out_dir=out, progress=not quiet)
+        result = run_demo(seed=seed, out_dir=out, progress=not quiet, overwrite=overwrite)
     except USER_ERRORS as exc:
         _fail_clearly(exc)
     console.print(render_table(result))
@@ -332,6 +395,8 @@ def benchmark_cmd(
     typer.echo(f"wrote {out}" + (f" and {rows_json}" if rows_json else ""))
 
 
-def main() -> None:
-    """Entry point of the ``noisyclean`` script."""
-    app()
+def main(argv: list[str] | None = None) -> None:
+    """Entry point of the ``noisyclean`` script; ``argv`` defaults to ``sys.argv[1:]``."""
+    global _ARGV
+    _ARGV = None if argv is None else list(argv)
+    app(args=argv)

@@ -16,6 +16,8 @@ from typing import Any
 
 import numpy as np
 
+from noisyclean.outdir import plan_output
+from noisyclean.persistence import MANIFEST_FORMAT
 from noisyclean.purifier import Purifier
 from noisyclean.samples import Subset
 
@@ -66,17 +68,22 @@ def run_demo(
     detector_kwargs: dict[str, Any] | None = None,
     out_dir: str | Path | None = None,
     progress: bool = True,
+    overwrite: bool = False,
     **purifier_kwargs: Any,
 ) -> DemoResult:
     """Run the demo and return one row of metrics per condition.
 
     ``purifier_kwargs`` go to the :class:`~noisyclean.Purifier` (its defaults otherwise).
-    With ``out_dir``, the purify outputs (lists, scores, manifest) are written there too.
+    With ``out_dir``, the purify outputs (lists, scores, manifest) are written there too,
+    under the rules of :mod:`noisyclean.outdir` (an earlier run is replaced only with
+    ``overwrite``; files noisyclean did not write never are).
     """
     from noisyclean.data import labels_of
     from noisyclean.metrics import purification_report
     from noisyclean.plugins import detector_factory
 
+    plan = plan_output(Path(out_dir), MANIFEST_FORMAT, overwrite) if out_dir is not None \
+        else None
     start = time.perf_counter()
     train, test, split = demo_split(n_normal=n_normal, n_anomalous=n_anomalous,
                                     image_size=image_size, noise_ratio=noise_ratio, seed=seed)
@@ -107,9 +114,10 @@ def run_demo(
     row("oracle (true normals only)", oracle, 0.0, time.perf_counter() - t)
 
     result.purifier = purifier
-    if out_dir is not None:
+    if plan is not None:
         from noisyclean.runs import write_outputs
 
+        plan.clear_earlier_run()
         write_outputs(purifier, train, Path(out_dir), extra={
             "dataset": {"layout": "demo", "image_size": image_size, "seed": seed,
                         "n_normal": n_normal, "n_anomalous": n_anomalous,

@@ -27,6 +27,7 @@ def validate(purifier: Any) -> None:
             "use k=3 (the paper's choice) or more."
         )
     selection.validate_keep(purifier.keep)
+    selection.validate_keep_count(purifier.keep_count)
     if purifier.scoring not in (*SCORING_MODES, "auto"):
         raise ValueError(
             f"unknown scoring={purifier.scoring!r}; choose 'all', 'out_of_bag' or 'auto'."

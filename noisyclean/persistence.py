@@ -9,7 +9,6 @@ The :class:`~noisyclean.Purifier` methods ``manifest``, ``save`` and ``load`` ca
 
 from __future__ import annotations
 
-import json
 import platform
 from collections.abc import Callable
 from pathlib import Path
@@ -19,8 +18,9 @@ import numpy as np
 
 from noisyclean import consensus as consensus_mod
 from noisyclean import whole_image as whole_image_mod
-from noisyclean._io import atomic_save_npz, atomic_write_json, load_npz
+from noisyclean._io import atomic_save_npz, atomic_write_json
 from noisyclean.factories import factory_key
+from noisyclean.manifest_check import keep_settings, read_manifest, read_scores
 from noisyclean.partition import partition_labels
 
 MANIFEST = "manifest.json"
@@ -39,6 +39,7 @@ def config(purifier: Any) -> dict[str, Any]:
         "detector_kwargs": purifier.detector_kwargs,
         "k": int(purifier.k),
         "keep": purifier.keep,
+        "keep_count": purifier.keep_count,
         "scoring": purifier.scoring,
         "normalize": purifier.normalize,
         "aggregate": purifier.aggregate if isinstance(purifier.aggregate, str) else factory_key(
@@ -104,15 +105,14 @@ def load(cls: type[P], path: str | Path, detector: Callable[[], Any] | str | Non
             f"{manifest_path} does not exist; point load() at a folder written by "
             "Purifier.save() or `noisyclean purify --out`."
         )
-    saved = json.loads(manifest_path.read_text())
-    if saved.get("format") != MANIFEST_FORMAT:
-        raise ValueError(f"{manifest_path} is not a noisyclean Purifier manifest.")
+    saved = read_manifest(manifest_path, MANIFEST_FORMAT)
     cfg = saved["config"]
     if detector is None:
         detector = cfg["detector"] if cfg["detector_is_name"] else _unrestorable(cfg)
+    keep, keep_count = keep_settings(cfg)
     agg = cfg["aggregate"] if cfg["aggregate"] in consensus_mod.AGGREGATORS else "mean"
     obj = cls(
-        detector, k=cfg["k"], keep=cfg["keep"], scoring=cfg["scoring"],
+        detector, k=cfg["k"], keep=keep, keep_count=keep_count, scoring=cfg["scoring"],
         normalize=cfg["normalize"], aggregate=agg, seed=cfg["seed"],
         detector_kwargs=cfg["detector_kwargs"] if cfg["detector_is_name"] else None,
         refine=cfg.get("refine", 0), core=cfg.get("core", 0.25),
@@ -122,7 +122,7 @@ def load(cls: type[P], path: str | Path, detector: Callable[[], Any] | str | Non
         whole_image_neighbors=cfg.get("whole_image_neighbors",
                                       whole_image_mod.DEFAULT_NEIGHBORS),
     )
-    arrays = load_npz(folder / SCORES)
+    arrays = read_scores(folder / SCORES, saved)
     obj.n_samples_ = int(saved["n_samples"])
     obj.ids_ = list(saved["ids"])
     obj.membership_ = arrays["membership"].astype(bool)

@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 
 from noisyclean import consensus as consensus_mod
-from noisyclean import parameters, persistence, selection
+from noisyclean import parameters, persistence, preflight, selection
 from noisyclean import partition as partition_mod
 from noisyclean import whole_image as whole_image_mod
 from noisyclean.executors import Executor, make_executor
@@ -47,6 +47,7 @@ from noisyclean.progress import progress as progress_bar
 from noisyclean.samples import Subset, fingerprint, sample_ids
 from noisyclean.score_cache import ScoreCache
 from noisyclean.submodel import SubmodelJob, build_detector, run_submodel
+from noisyclean.tabular import as_samples
 
 logger = logging.getLogger(__name__)
 
@@ -63,8 +64,11 @@ class Purifier:
             a ``functools.partial``), or the name of a registered detector
             (``noisyclean detectors`` lists them), configured with ``detector_kwargs``.
         k: the number of disjoint subsets (sub-models) for ``partition="disjoint"``.
-        keep: a fraction in (0, 1] of the samples to keep, a count, or ``"auto"`` to
-            estimate the contamination from the consensus. Ties keep the lower index.
+        keep: a fraction in (0, 1] of the samples to keep (a float: ``1.0`` keeps all), or
+            ``"auto"`` to estimate the contamination from the consensus. An integer is
+            refused as ambiguous (does ``1`` mean all, or one?). Ties keep the lower index.
+        keep_count: keep this many samples instead (an integer >= 1); when given, it
+            replaces ``keep``.
         scoring: ``"all"`` (every sub-model scores every sample, the paper's choice),
             ``"out_of_bag"`` (only sub-models that did not train on a sample score it), or
             ``"auto"`` (the detector's ``preferred_scoring``, ``"all"`` if it declares none).
@@ -133,8 +137,9 @@ class Purifier:
         self,
         detector: Callable[[], Any] | str,
         k: int = 3,
-        keep: float | int | str = 0.8,
+        keep: float | str = 0.8,
         *,
+        keep_count: int | None = None,
         scoring: str = "auto",
         normalize: str | None = "rank",
         aggregate: str | Callable[[np.ndarray], np.ndarray] = "mean",
@@ -154,6 +159,7 @@ class Purifier:
         self.detector = detector
         self.k = k
         self.keep = keep
+        self.keep_count = keep_count
         self.scoring = scoring
         self.normalize = normalize
         self.aggregate = aggregate
@@ -222,6 +228,7 @@ class Purifier:
     def fit(self, dataset: Any) -> Purifier:
         """Run stage 1 on ``dataset`` and select the purified samples. Returns ``self``."""
         parameters.validate(self)
+        dataset = as_samples(dataset)
         try:
             n = len(dataset)
         except TypeError as exc:
@@ -234,6 +241,7 @@ class Purifier:
         t_start = time.perf_counter()
         factory = self._factory()
         probe = _Probe(factory)
+        preflight.check_before_fit(self, probe, n)
         ids = sample_ids(dataset)
         rng = np.random.default_rng(self.seed)
         subsets = self._subsets(n, rng)
@@ -360,12 +368,12 @@ class Purifier:
         rows = self.scores_[self.round_ == self.round_.max()]
         self.consensus_ = consensus_mod.aggregate(
             consensus_mod.normalize(rows, self.normalize), self.aggregate)
-        if self.keep == selection.AUTO:
+        if self.keep == selection.AUTO and self.keep_count is None:
             robust = consensus_mod.aggregate(consensus_mod.normalize(rows, "robust_zscore"),
                                              "mean")
             self.n_keep_ = selection.estimate_n_keep(robust)
         else:
-            self.n_keep_ = selection.n_to_keep(self.keep, self.n_samples_)
+            self.n_keep_ = selection.n_to_keep(self.keep, self.n_samples_, self.keep_count)
         self._rank()
         self.keep_indices_ = np.sort(self.ranking_[: self.n_keep_])
         self.drop_indices_ = np.sort(self.ranking_[self.n_keep_:])
@@ -384,7 +392,7 @@ class Purifier:
         training nothing. The whole-image view can be switched off, or back on when it was
         computed at :meth:`fit`."""
         self._check_fitted()
-        allowed = {"keep", "normalize", "aggregate", "whole_image"}
+        allowed = {"keep", "keep_count", "normalize", "aggregate", "whole_image"}
         unknown = set(params) - allowed
         if unknown:
             raise ValueError(f"reselect only changes {sorted(allowed)}; got {sorted(unknown)}")
@@ -399,6 +407,8 @@ class Purifier:
                 "the whole-image view was not computed at fit (whole_image=False, or a "
                 "detector without embed()); fit again with whole_image=True to use it."
             )
+        if "keep" in params:  # a new fraction replaces a count given before
+            params.setdefault("keep_count", None)
         before = {name: getattr(self, name) for name in params}
         for name, value in params.items():
             setattr(self, name, value)
@@ -429,6 +439,7 @@ class Purifier:
 
     def subset(self, dataset: Any) -> Subset:
         """The purified view of ``dataset`` (the samples in ``keep_indices_``)."""
+        dataset = as_samples(dataset)
         self._check_same_data(dataset)
         return Subset(dataset, self.keep_indices_)
 

@@ -20,7 +20,9 @@ from typing import Any
 import numpy as np
 
 from noisyclean._io import atomic_write_text
-from noisyclean.purifier import Purifier
+from noisyclean.line_lists import check_line_safe
+from noisyclean.outdir import plan_output
+from noisyclean.purifier import MANIFEST_FORMAT, Purifier
 
 logger = logging.getLogger(__name__)
 
@@ -55,12 +57,15 @@ class PurifyResult:
     purifier: Purifier
     dataset: Any
     out_dir: Path
+    summary: str = ""
+    """One line saying what happened to the output folder (new, resumed, replaced)."""
 
 
 def write_outputs(purifier: Purifier, dataset: Any, out_dir: Path,
                   extra: dict[str, Any] | None = None) -> None:
     """Write purified.txt, dropped.txt, scores.csv, manifest.json and scores.npz atomically."""
     ids = purifier.ids_
+    check_line_safe(ids)
     keep = purifier.keep_mask_
     atomic_write_text(out_dir / PURIFIED, "".join(f"{ids[i]}\n" for i in np.flatnonzero(keep)))
     atomic_write_text(out_dir / DROPPED, "".join(f"{ids[i]}\n" for i in np.flatnonzero(~keep)))
@@ -88,25 +93,31 @@ def purify_folder(
     masks: str | Path | None = None,
     on_error: str = "raise",
     resume: bool = True,
+    overwrite: bool = False,
     **purifier_kwargs: Any,
 ) -> PurifyResult:
     """Purify the images in ``data_dir``; write the results into ``out_dir``.
 
     ``purifier_kwargs`` go to :class:`~noisyclean.Purifier` (``k``, ``keep``, ``scoring``,
     ...). With ``resume`` (the default), finished sub-models are cached in
-    ``out_dir/cache`` and a rerun of the same command skips them.
+    ``out_dir/cache`` and a rerun of the same command skips them. A folder that holds an
+    earlier finished run is replaced only with ``overwrite``; files noisyclean did not write
+    are never replaced (:mod:`noisyclean.outdir`).
     """
     from noisyclean.data import ImageFolder
 
     data_dir, out_dir = Path(data_dir), Path(out_dir)
     check_out_dir(data_dir, out_dir)
+    plan = plan_output(out_dir, MANIFEST_FORMAT, overwrite)
     start = time.perf_counter()
     dataset = ImageFolder(data_dir, masks=masks, image_size=image_size, on_error=on_error)
+    check_line_safe(dataset.ids, "the file name")
     t_load = time.perf_counter() - start
     cache_dir = out_dir / CACHE if resume else None
     purifier = Purifier(detector, detector_kwargs=detector_kwargs, cache_dir=cache_dir,
                         **purifier_kwargs).fit(dataset)
     purifier.timings_["load_s"] = t_load
+    plan.clear_earlier_run()
     write_outputs(purifier, dataset, out_dir, extra={
         "data_dir": str(data_dir.resolve()),
         "dataset": {"layout": "folder", "image_size": image_size,
@@ -115,7 +126,7 @@ def purify_folder(
     })
     logger.info("wrote %s (%d kept, %d dropped)", out_dir, purifier.n_keep_,
                 purifier.n_samples_ - purifier.n_keep_)
-    return PurifyResult(purifier, dataset, out_dir)
+    return PurifyResult(purifier, dataset, out_dir, plan.summary)
 
 
 def evaluate(

@@ -68,8 +68,9 @@ def test_whole_image_off_is_the_papers_recipe(image_dir, tmp_path):
 
 def test_a_rerun_resumes_from_the_cache(image_dir, tmp_path, caplog):
     purify_folder(image_dir, tmp_path / "out", image_size=64, progress=False)
-    with caplog.at_level(logging.INFO, logger="noisyclean"):
-        purify_folder(image_dir, tmp_path / "out", image_size=64, progress=False)
+    with caplog.at_level(logging.INFO, logger="noisyclean"):  # a finished run: replace it
+        purify_folder(image_dir, tmp_path / "out", image_size=64, progress=False,
+                      overwrite=True)
     assert "resuming: 3 of 3 sub-models were already scored" in caplog.text
 
 

@@ -48,6 +48,10 @@ LAYERS = {
     "noisyclean.score_cache": FOUNDATIONS,
     "noisyclean.progress": FOUNDATIONS,
     "noisyclean.metrics": FOUNDATIONS,
+    "noisyclean.tabular": FOUNDATIONS,
+    "noisyclean.line_lists": FOUNDATIONS,
+    "noisyclean.manifest_check": FOUNDATIONS,
+    "noisyclean.outdir": FOUNDATIONS,
     # mechanisms: what trains, scores, loads and runs, each usable without the Purifier
     "noisyclean.data": MECHANISMS,
     "noisyclean.features": MECHANISMS,
@@ -61,12 +65,14 @@ LAYERS = {
     "noisyclean.submodel": ORCHESTRATION,
     "noisyclean.factories": ORCHESTRATION,
     "noisyclean.parameters": ORCHESTRATION,
+    "noisyclean.preflight": ORCHESTRATION,
     "noisyclean.persistence": ORCHESTRATION,
     "noisyclean.purifier": ORCHESTRATION,
     # faces: what a person calls or reads
     "noisyclean": FACES,  # the package's __init__: the public API
     "noisyclean.__main__": FACES,
     "noisyclean.cli": FACES,
+    "noisyclean.cli_errors": FACES,
     "noisyclean.runs": FACES,
     "noisyclean.demo": FACES,
     "noisyclean.report": FACES,

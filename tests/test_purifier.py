@@ -129,7 +129,7 @@ def test_ids_follow_the_samples():
             return [f"img_{v[0]:03.0f}.png" for v in self]
 
     values = Named(np.random.default_rng(2).permutation(30).astype(float)[:, None])
-    p = Purifier(ValueDetector, k=3, keep=10, progress=False).fit(values)
+    p = Purifier(ValueDetector, k=3, keep_count=10, progress=False).fit(values)
     kept_ids = sorted(p.subset(values).ids)
     assert kept_ids == [f"img_{v:03d}.png" for v in range(10)]
     assert p.ids_ == values.ids
@@ -160,7 +160,11 @@ def test_partial_factory(blobs):
         ({"keep": -0.2}, ValueError, "out of range"),
         ({"keep": "most"}, ValueError, "not understood"),
         ({"keep": True}, TypeError, "fraction"),
-        ({"keep": 101}, ValueError, "more samples than"),
+        ({"keep": 101}, ValueError, "keep_count=101"),
+        ({"keep": 1}, ValueError, "write keep=1.0 to keep every sample"),
+        ({"keep_count": 101}, ValueError, "more samples than"),
+        ({"keep_count": 0}, ValueError, "whole number of samples >= 1"),
+        ({"keep_count": 2.5}, ValueError, "whole number of samples >= 1"),
         ({"scoring": "inbag"}, ValueError, "unknown scoring"),
         ({"normalize": "l2"}, ValueError, "unknown normalize"),
         ({"aggregate": "sum"}, ValueError, "unknown aggregate"),

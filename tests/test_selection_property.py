@@ -65,5 +65,5 @@ def test_the_property_rejects_the_reference_double_permutation():
 
 def test_ties_keep_the_lower_index():
     values = np.array([1.0, 0.0, 1.0, 1.0, 0.0, 1.0])[:, None]
-    p = Purifier(ValueDetector, k=2, keep=3, progress=False).fit(values)
+    p = Purifier(ValueDetector, k=2, keep_count=3, progress=False).fit(values)
     assert p.keep_indices_.tolist() == [0, 1, 4]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import io
+import os
 from typing import Any
 
 import numpy as np
@@ -85,15 +86,36 @@ def map_scale(maps: list[np.ndarray]) -> tuple[float, float]:
     return lo, hi if hi > lo else lo + 1.0
 
 
-def _resize(rgb: np.ndarray, size: int) -> Any:
+def _resize(rgb: np.ndarray, size: int, aspect: float | None = None) -> Any:
+    """At most ``size`` pixels on the longest side; with ``aspect`` (the original width over
+    height) the picture is given its original shape back, which a square resize took away."""
     from PIL import Image
 
     im = Image.fromarray(rgb)
-    scale = size / max(im.size)
-    if scale < 1:
-        im = im.resize((max(1, round(im.size[0] * scale)), max(1, round(im.size[1] * scale))),
-                       Image.Resampling.LANCZOS)
-    return im
+    w, h = im.size
+    if aspect is not None and aspect > 0:
+        longest = min(size, max(w, h))
+        w, h = (longest, longest / aspect) if aspect >= 1 else (longest * aspect, longest)
+    scale = min(1.0, size / max(w, h))
+    target = (max(1, round(w * scale)), max(1, round(h * scale)))
+    return im if target == im.size else im.resize(target, Image.Resampling.LANCZOS)
+
+
+def original_aspect(dataset: Any, i: int) -> float | None:
+    """Width over height of sample ``i``'s image file, when the dataset's transform only
+    resized it (a crop shows part of the image, whose shape is then the crop's)."""
+    paths = getattr(dataset, "paths", None)
+    crop = getattr(getattr(dataset, "transform", None), "crop_size", None)
+    path = paths[i] if paths is not None and crop is None else None
+    if not isinstance(path, (str, os.PathLike)):  # in-memory images have no file
+        return None
+    from PIL import Image
+
+    try:
+        with Image.open(path) as im:  # reads the header only
+            return im.size[0] / im.size[1]
+    except (OSError, ValueError, ZeroDivisionError):
+        return None
 
 
 def _resize_plane(plane: np.ndarray, wh: tuple[int, int], nearest: bool) -> np.ndarray:
@@ -154,13 +176,14 @@ def data_uri(data: bytes, mime: str) -> str:
 
 def thumbnail(rgb: np.ndarray, size: int, amap: np.ndarray | None = None,
               scale: tuple[float, float] = (0.0, 1.0),
-              mask: np.ndarray | None = None) -> tuple[str, str | None]:
+              mask: np.ndarray | None = None,
+              aspect: float | None = None) -> tuple[str, str | None]:
     """The gallery pictures of one sample as data URIs: ``(image, image_with_map)``.
 
     The ground-truth ``mask``, when given, is outlined on both; the second picture is
     ``None`` without a map.
     """
-    base = _resize(rgb, size)
+    base = _resize(rgb, size, aspect)
     plain = outline(base, mask) if mask is not None else base
     with_map = None
     if amap is not None:

@@ -9,14 +9,16 @@ file that has gone since shows as a placeholder rather than stopping the report.
 
 from __future__ import annotations
 
-import json
 import logging
 import warnings
 from pathlib import Path
 from typing import Any
 
-from noisyclean.persistence import MANIFEST
+from noisyclean.manifest_check import read_manifest
+from noisyclean.outdir import check_report_target
+from noisyclean.persistence import MANIFEST, MANIFEST_FORMAT
 from noisyclean.purifier import Purifier
+from noisyclean.report.recompute import train_map_detector
 from noisyclean.report.writer import write_report
 
 logger = logging.getLogger(__name__)
@@ -32,7 +34,7 @@ def _read_manifest(out_dir: Path) -> dict[str, Any]:
             f"{path} does not exist; give the output folder of `noisyclean purify --out` "
             "(or of Purifier.save)."
         )
-    return json.loads(path.read_text(encoding="utf-8"))
+    return read_manifest(path, MANIFEST_FORMAT)
 
 
 def dataset_of_run(manifest: dict[str, Any], ids: list[str]) -> Any:
@@ -134,6 +136,7 @@ def report_from_run(
     path: str | Path | None = None,
     *,
     images: bool = True,
+    maps: bool = True,
     **options: Any,
 ) -> Path:
     """Write the report of the purify run in ``out_dir``; returns the HTML path.
@@ -144,6 +147,9 @@ def report_from_run(
         path: the HTML file; default ``out_dir/report.html``.
         images: read the gallery pictures from the run's data folder. ``False`` writes the
             plots, tables and ids only (for when the data is not at hand).
+        maps: when the detector can localise, train the final detector on the kept images
+            (:mod:`noisyclean.report.recompute`) and show its anomaly maps; the page says
+            which detector drew them.
         options: passed to :func:`~noisyclean.report.write_report` (``max_gallery``,
             ``page_size``, ``labels``, ``progress``, ...).
     """
@@ -153,6 +159,7 @@ def report_from_run(
     manifest = _read_manifest(out_dir)
     purifier = Purifier.load(out_dir)
     target = Path(path) if path is not None else out_dir / REPORT
+    check_report_target(target)
     data_dir = manifest.get("data_dir")
     if data_dir:
         check_out_dir(Path(data_dir), target.parent)
@@ -168,5 +175,10 @@ def report_from_run(
     if skipped:
         run_info["unreadable files skipped"] = len(skipped)
         run_info["skipped (first)"] = [f"{p}: {why}" for p, why in skipped[:MAX_SKIPPED_SHOWN]]
+    if maps and dataset is not None and not isinstance(dataset, _WithGaps) and \
+            "maps" not in options and "detector" not in options:
+        note = train_map_detector(purifier, dataset)
+        if note:
+            run_info["anomaly maps"] = note
     options.setdefault("run_info", run_info)
     return write_report(purifier, dataset, target, **options)

@@ -136,6 +136,7 @@ def _tiles(purifier: Any, dataset: Any, indices: np.ndarray, page_size: int, kep
         out.append({
             "index": i, "id": purifier.ids_[i], "page": pos // page_size,
             "rank": int(ctx["anomaly_rank"][i]), "consensus": float(purifier.consensus_[i]),
+            "score": float(purifier.selection_scores_[i]),
             "src": thumb[0], "src_map": thumb[1], "badge": badge, "badge_class": badge_class,
             "votes": votes,
         })
@@ -162,7 +163,8 @@ def _make_thumbs(dataset: Any, indices: np.ndarray, maps: dict[int, np.ndarray],
                 failures.append((i, exc))
                 rgb = None
             if rgb is not None:
-                thumbs[i] = images.thumbnail(rgb, size, maps.get(i), scale, masks(i))
+                thumbs[i] = images.thumbnail(rgb, size, maps.get(i), scale, masks(i),
+                                             images.original_aspect(dataset, i))
             if pos % step == 0 or pos == indices.size:
                 advance(pos % step or step)
     if failures:

@@ -1,0 +1,53 @@
+"""User errors at the command-line boundary: the API's words turned into the CLI's.
+
+Why one table: the library's messages name Python parameters (``on_error='skip'``,
+``keep_count=3``, ``out_dir``), which a command-line user never typed. Rather than every
+module knowing both spellings, the CLI rewrites each message through :data:`FLAGS` once,
+just before showing it as one line.
+"""
+
+from __future__ import annotations
+
+import re
+
+FLAGS: dict[str, str] = {
+    "on_error": "--skip-bad",
+    "overwrite": "--overwrite",
+    "out_dir": "--out",
+    "keep_count": "--keep-count",
+    "keep": "--keep",
+    "k": "--k",
+    "executor_options": "--executor-options",
+    "executor": "--executor",
+    "detector_kwargs": "--detector-kwargs",
+    "detector": "--detector",
+    "whole_image": "--whole-image",
+    "image_size": "--image-size",
+    "scoring": "--scoring",
+    "normalize": "--normalize",
+    "aggregate": "--aggregate",
+    "seed": "--seed",
+    "masks": "--masks",
+}
+"""API parameter -> CLI flag, for every parameter a CLI user can set."""
+
+SWITCHES = {"on_error='skip'": "--skip-bad", 'on_error="skip"': "--skip-bad",
+            "overwrite=True": "--overwrite"}
+"""Whole ``name=value`` phrases that are a bare switch on the command line."""
+
+_ASSIGNMENT = re.compile(r"(?<![\w.-])(" + "|".join(map(re.escape, FLAGS)) + r")=")
+_NAMES_WITH_UNDERSCORE = re.compile(
+    r"(?<![\w.-])(" + "|".join(re.escape(n) for n in FLAGS if "_" in n) + r")(?![\w=])")
+
+
+def in_cli_words(message: str) -> str:
+    """``message`` with API parameter names replaced by the flags that set them."""
+    for phrase, flag in SWITCHES.items():
+        message = message.replace(phrase, flag)
+    message = _ASSIGNMENT.sub(lambda m: FLAGS[m.group(1)] + " ", message)
+    return _NAMES_WITH_UNDERSCORE.sub(lambda m: FLAGS[m.group(1)], message)
+
+
+def one_line(message: str) -> str:
+    """The message on one line (a user error is one line, however it was raised)."""
+    return " ".join(message.split())
