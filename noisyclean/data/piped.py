@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from noisyclean.data.base import ANOMALY, NORMAL, ImageDataset, Sample, make_transform
-from noisyclean.data.errors import DataError, LayoutError, MaskMismatchError
+from noisyclean.data.errors import LayoutError, MaskMismatchError
 from noisyclean.data.files import OnError, Validate, list_files
+from noisyclean.data.roots import find_data_root, resolve_data_root
 from noisyclean.data.transforms import ImageTransform
 
 ENV_VAR = "NOISYCLEAN_PIPED_ROOT"
@@ -37,11 +38,7 @@ _SHEET_AND_NUMBER = re.compile(r"_(\d+_\d+)$")
 def find_piped_root() -> Path | None:
     """Where the PIPED data is: ``$NOISYCLEAN_PIPED_ROOT``, else ``<checkout>/../shared/data/
     piped-dev`` when it exists (the development layout), else ``None``."""
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env).expanduser()
-    fallback = Path(__file__).resolve().parents[3] / "shared" / "data" / "piped-dev"
-    return fallback if fallback.is_dir() else None
+    return find_data_root(ENV_VAR, "piped-dev")
 
 
 def piped_classes(root: str | os.PathLike | None = None) -> list[str]:
@@ -53,17 +50,8 @@ def piped_classes(root: str | os.PathLike | None = None) -> list[str]:
 
 
 def _resolve_root(root: str | os.PathLike | None) -> Path:
-    if root is None:
-        root = find_piped_root()
-        if root is None:
-            raise DataError(
-                f"PIPED data not found; pass root=... or set {ENV_VAR} to the folder that "
-                "holds the class folders (PA_BFT01_TL, ...)"
-            )
-    root_path = Path(root).expanduser().absolute()
-    if not root_path.is_dir():
-        raise DataError(f"the PIPED folder {root_path} does not exist")
-    return root_path
+    return resolve_data_root(root, find_piped_root, "PIPED", ENV_VAR,
+                             "the class folders (PA_BFT01_TL, ...)")
 
 
 def _sheet_key(path: Path) -> str | None:
