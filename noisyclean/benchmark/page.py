@@ -98,6 +98,10 @@ difference.
 """
 
 
+def _seeds_at(rows: Sequence[dict[str, Any]], noise: float) -> str:
+    return ", ".join(map(str, sorted({r["seed"] for r in rows if r["noise"] == noise})))
+
+
 def _family_section(family: str, rows: Sequence[dict[str, Any]]) -> str:
     names = list(dict.fromkeys(r["dataset"] for r in rows))
     title = FAMILY_TITLES.get(family, family)
@@ -112,10 +116,14 @@ change against training on everything), and the default's purification diagnosti
 
 {per_dataset_table(rows)}
 """ if averaged else ""
+    runs = ", ".join(f"noise {n:.1f}: seeds {_seeds_at(rows, n)}"
+                     for n in sorted({r["noise"] for r in rows}))
     return f"""
 ## {title}
 
 Protocol: {PROTOCOLS.get(family, "as defined by its BenchmarkDataset.")}
+
+Runs: {len(rows)} ({runs}).
 
 ### Share of the noisy-to-oracle image-AUROC gap closed ({scope})
 
@@ -136,6 +144,11 @@ training defects dropped (anomaly recall) and the defect share of the kept set.
 ### All metrics ({scope})
 
 {markdown_table(rows)}
+
+Columns: image AUROC, AP and F1-max; pixel AUROC and AUPRO (FPR ≤ 0.3); the purification
+diagnostic; stage-1 and stage-2 wall time and the plain (noisy) training time on the same
+data, in seconds, with every image's backbone features already in the shared feature cache
+after the first condition (the cost with the features included is measured separately).
 """
 
 
