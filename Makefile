@@ -38,4 +38,4 @@ docs: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict
 
 benchmark: $(STAMP)
-	$(VENV)/bin/noisyclean benchmark
+	$(VENV)/bin/noisyclean benchmark --rows-json benchmarks/rows.json --notes benchmarks/notes.md

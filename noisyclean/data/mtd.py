@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 
 from noisyclean.data.base import ANOMALY, NORMAL, ImageDataset, Sample, make_transform
-from noisyclean.data.errors import DataError, LayoutError, MaskMismatchError
+from noisyclean.data.errors import LayoutError, MaskMismatchError
 from noisyclean.data.files import OnError, Validate, list_files
+from noisyclean.data.roots import find_data_root, resolve_data_root
 from noisyclean.data.transforms import ImageTransform
 
 ENV_VAR = "NOISYCLEAN_MTD_ROOT"
@@ -27,11 +28,7 @@ MASK_ENDING = ".png"
 def find_magnetic_tile_root() -> Path | None:
     """Where the MTD data is: ``$NOISYCLEAN_MTD_ROOT``, else ``<checkout>/../shared/data/
     magnetic-tile`` when it exists (the development layout), else ``None``."""
-    env = os.environ.get(ENV_VAR)
-    if env:
-        return Path(env).expanduser()
-    fallback = Path(__file__).resolve().parents[3] / "shared" / "data" / "magnetic-tile"
-    return fallback if fallback.is_dir() else None
+    return find_data_root(ENV_VAR, "magnetic-tile")
 
 
 class MagneticTile(ImageDataset):
@@ -61,16 +58,8 @@ class MagneticTile(ImageDataset):
         on_error: OnError = "raise",
         validate: Validate = "verify",
     ):
-        if root is None:
-            root = find_magnetic_tile_root()
-            if root is None:
-                raise DataError(
-                    f"Magnetic Tile data not found; pass root=... or set {ENV_VAR} to the "
-                    "folder that holds MT_Free, MT_Blowhole, ..."
-                )
-        root_path = Path(root).expanduser().absolute()
-        if not root_path.is_dir():
-            raise DataError(f"the Magnetic Tile folder {root_path} does not exist")
+        root_path = resolve_data_root(root, find_magnetic_tile_root, "Magnetic Tile", ENV_VAR,
+                                      "MT_Free, MT_Blowhole, ...")
         folders = sorted(p for p in root_path.iterdir() if p.is_dir() and p.name.startswith("MT_"))
         if not folders or NORMAL_FOLDER not in {p.name for p in folders}:
             raise LayoutError(
