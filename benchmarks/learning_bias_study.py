@@ -100,7 +100,7 @@ def keep_mask_of(scores: np.ndarray) -> np.ndarray:
 class Split:
     """One contaminated training set, its test set, and the stage-2 reference points."""
 
-    def __init__(self, dataset: Any, noise: float, seed: int, stage2: bool):
+    def __init__(self, dataset: Any, noise: float, seed: int, stage2: bool | set[str]):
         split = make_noisy_split(labels_of(dataset), defect_types_of(dataset), noise,
                                  seed=seed)
         self.train = Subset(dataset, split.train_indices)
@@ -129,7 +129,7 @@ class Split:
             "n_train": int(self.is_anomaly.size),
             "n_defects": int(self.is_anomaly.sum()),
         }
-        if self.stage2:
+        if self.stage2 is True or (self.stage2 and method in self.stage2):
             final = self.final_auroc(np.flatnonzero(keep))
             gap = self.oracle - self.noisy
             out.update(final_auroc=final, noisy_auroc=self.noisy, oracle_auroc=self.oracle,
@@ -209,6 +209,8 @@ def main() -> None:
     parser.add_argument("--image-size", type=int, default=BUDGET_IMAGE_SIZE)
     parser.add_argument("--stage2", action="store_true",
                         help="train patchknn on each kept set and test it")
+    parser.add_argument("--stage2-methods", nargs="*", default=None,
+                        help="with --stage2: only these methods (default: all)")
     parser.add_argument("--out", default="benchmarks/learning-bias-study.json")
     parser.add_argument("--summary", nargs="*", default=None,
                         help="print a markdown table of these result files and exit")
@@ -226,7 +228,8 @@ def main() -> None:
             for seed in args.seeds:
                 key = dict(dataset=args.dataset, cls=cls, noise=noise, seed=seed)
                 done = {r["method"] for r in rows if all(r[k] == v for k, v in key.items())}
-                split = Split(data, noise, seed, args.stage2)
+                split = Split(data, noise, seed, set(args.stage2_methods)
+                              if args.stage2 and args.stage2_methods else args.stage2)
                 factories = learners(args.steps, args.stfpm_epochs, args.image_size)
                 for row in study_split(split, seed, factories, done):
                     rows.append({**key, **row})
