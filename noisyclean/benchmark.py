@@ -134,6 +134,9 @@ def backbone_conditions() -> list[Condition]:
         if name != DEFAULT_BACKBONE:
             rows.append(Condition(f"backbone {name}", purifier=dict(DEFAULT_STRATEGY),
                                   detector_kwargs={"backbone": name}))
+        if name == "efficientnet_lite1":  # the mix that led benchmarks/backbones-study.md
+            rows.append(Condition(f"backbone {name}, layers 3+4", purifier=dict(DEFAULT_STRATEGY),
+                                  detector_kwargs={"backbone": name, "layers": (3, 4)}))
     return rows
 
 
