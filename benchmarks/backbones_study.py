@@ -18,12 +18,15 @@ empty caches (what :func:`noisyclean.benchmark.cold_timing` measures in one go o
 machine; here the machine was shared, so the parts were timed where they were cheap).
 
 Run from the repository root (rows are appended to the JSON as they come, and a rerun skips
-the rows it already has)::
+the rows it already has). The committed rows came from several such processes side by side,
+each with its own rows file, e.g.::
 
     NOISYCLEAN_FEATURE_CACHE_DIR=/work/scratch/featcache-backbones \\
-        python benchmarks/backbones_study.py --rows benchmarks/backbones-rows.json
+        python benchmarks/backbones_study.py --rows benchmarks/backbones-rows-mtd-c.json \\
+        --datasets mtd --configs "lite1 3+4" --conditions selection oracle --threads 2
     python benchmarks/backbones_study.py --cost --cost-json benchmarks/backbones-cost.json
-    python benchmarks/backbones_study.py --rows benchmarks/backbones-rows.json --summary
+    python benchmarks/backbones_study.py --summary --rows benchmarks/backbones-rows-piped.json \\
+        --more-rows benchmarks/backbones-rows-mtd-[abcd].json
 """
 
 from __future__ import annotations
@@ -310,17 +313,21 @@ def _paired(rows: list[dict[str, Any]], config: str, metric: str = "image_auroc"
 def main() -> None:
     import torch
 
-    torch.set_num_threads(2)
     parser = argparse.ArgumentParser()
     parser.add_argument("--rows", type=Path, default=Path("benchmarks/backbones-rows.json"))
     parser.add_argument("--more-rows", type=Path, nargs="*", default=[],
                         help="other rows files to summarise with --rows (one per process)")
     parser.add_argument("--configs", nargs="*", default=list(CONFIGS))
     parser.add_argument("--datasets", nargs="*", default=None, help="prefixes: mtd, piped")
+    parser.add_argument("--conditions", nargs="*",
+                        default=["selection", "oracle", "noisy", "noisyclean"],
+                        help="run only these (the cheap selection and oracle first)")
+    parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--cost", action="store_true")
     parser.add_argument("--cost-json", type=Path, default=Path("benchmarks/backbones-cost.json"))
     parser.add_argument("--summary", action="store_true")
     args = parser.parse_args()
+    torch.set_num_threads(args.threads)
     if args.summary:
         cost = json.loads(args.cost_json.read_text()) if args.cost_json.exists() else {}
         rows = [r for p in [args.rows, *args.more_rows] for r in json.loads(p.read_text())]
@@ -328,7 +335,7 @@ def main() -> None:
     elif args.cost:
         measure_cost(args.configs, args.cost_json)
     else:
-        run(args.rows, args.configs, args.datasets)
+        run(args.rows, args.configs, args.datasets, tuple(args.conditions))
 
 
 if __name__ == "__main__":
