@@ -19,7 +19,7 @@ $(STAMP): pyproject.toml $(wildcard adapters/*/pyproject.toml)
 	@echo "==> [2/4] torch: $(TORCH_SPEC) $(if $(TORCH_INDEX),from $(TORCH_INDEX),from PyPI (a CUDA build, about 5 GB; see docs/install.md))"
 	$(PY) -m pip install --progress-bar off $(if $(TORCH_INDEX),--index-url $(TORCH_INDEX)) $(TORCH_SPEC)
 	@echo "==> [3/4] noisyclean, its extras, the adapters and the example plugin"
-	$(PY) -m pip install --progress-bar off -e ".[images,report,ray,docs,dev]" $(foreach a,$(ADAPTERS),-e $(a)) -e examples/plugin
+	$(PY) -m pip install --progress-bar off -e ".[images,backbones,report,ray,docs,dev]" $(foreach a,$(ADAPTERS),-e $(a)) -e examples/plugin
 	@echo "==> [4/4] done: $$(du -sh $(VENV) | cut -f1) in $(VENV)"
 	touch $@
 

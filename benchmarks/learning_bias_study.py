@@ -45,11 +45,11 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import numpy as np
 import torch
+from noisyclean.datasets import Subset
 
 from noisyclean import Purifier, consensus, selection, whole_image
 from noisyclean.benchmark import BUDGET_DETECTOR_KWARGS, BUDGET_IMAGE_SIZE
 from noisyclean.data import defect_types_of, labels_of, make_noisy_split
-from noisyclean.datasets import Subset
 from noisyclean.metrics import image_auroc, purification_report
 from noisyclean.plugins import detector_factory
 

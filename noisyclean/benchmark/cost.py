@@ -13,8 +13,8 @@ from pathlib import Path
 from typing import Any
 
 from noisyclean.benchmark.datasets import BenchmarkDataset, magnetic_tile
-from noisyclean.samples import Subset
 from noisyclean.purifier import Purifier
+from noisyclean.samples import Subset
 
 
 def cold_timing(

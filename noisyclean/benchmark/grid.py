@@ -28,8 +28,8 @@ from noisyclean.benchmark.conditions import (
 )
 from noisyclean.benchmark.datasets import BenchmarkDataset, select_datasets
 from noisyclean.benchmark.settings import NOISE_RATIOS, SEEDS
-from noisyclean.samples import Subset
 from noisyclean.purifier import Purifier
+from noisyclean.samples import Subset
 
 logger = logging.getLogger("noisyclean.benchmark")
 

