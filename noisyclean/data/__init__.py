@@ -32,6 +32,7 @@ from noisyclean.data.memory import InMemoryImageDataset
 from noisyclean.data.mtd import MagneticTile, find_magnetic_tile_root
 from noisyclean.data.mvtec import MVTecAD
 from noisyclean.data.noise import NoisySplit, make_noisy_split
+from noisyclean.data.piped import PIPED, find_piped_root, piped_classes
 from noisyclean.data.realiad import RealIADFUIAD
 from noisyclean.data.synthetic import DEFECT_TYPES, TEXTURES, make_texture_dataset
 from noisyclean.data.transforms import IMAGENET_MEAN, IMAGENET_STD, ImageTransform
@@ -43,6 +44,7 @@ __all__ = [
     "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
     "NORMAL",
+    "PIPED",
     "TEXTURES",
     "UNKNOWN",
     "CorruptImageError",
@@ -61,9 +63,11 @@ __all__ = [
     "Sample",
     "defect_types_of",
     "find_magnetic_tile_root",
+    "find_piped_root",
     "labels_of",
     "make_noisy_split",
     "make_texture_dataset",
     "masks_of",
+    "piped_classes",
     "read_image_list",
 ]
