@@ -26,11 +26,12 @@ from typing import Any
 import numpy as np
 
 from noisyclean import consensus as consensus_mod
+from noisyclean import mutual as mutual_mod
 from noisyclean import partition as partition_mod
 from noisyclean import selection
 from noisyclean import whole_image as whole_image_mod
 from noisyclean._io import atomic_save_npz, atomic_write_json, load_npz
-from noisyclean.cache import ScoreCache
+from noisyclean.cache import ScoreCache, config_key
 from noisyclean.datasets import Subset, fingerprint, sample_ids
 from noisyclean.executors import Executor, make_executor
 from noisyclean.progress import progress as progress_bar
@@ -98,6 +99,15 @@ class Purifier:
             on clean data (docs/benchmarks.md).
         whole_image_neighbors: which nearest other sample the whole-image view measures
             to; repeated defects with fewer look-alikes than this still stand out.
+        mutual: add the mutual view (:mod:`noisyclean.mutual`, MuSc's interval average): a
+            sample is also ranked by how well its most unusual patches are matched, on
+            average, by the closest share of the other samples, so a repeated defect type
+            smaller than that share cannot vouch for itself. The selection ranks each
+            sample by the largest of its ranks over the views in use. ``False`` (default)
+            leaves it out, ``True`` requires a detector with ``patch_embed`` (``patchknn``
+            has one), ``"auto"`` uses it when the detector has one.
+        mutual_params: keyword arguments for :func:`noisyclean.mutual.mutual_scores`
+            (``fraction``, ``references``, ``reference_patches``, ``top``, ``trusted``).
 
     Fitted attributes (after :meth:`fit`):
         n_samples_, ids_: the number and ids of the samples.
@@ -110,6 +120,8 @@ class Purifier:
         consensus_: ``(n,)`` aggregated normalised scores; lower is more normal.
         whole_image_: whether the whole-image view took part in the selection.
         whole_image_scores_: ``(n,)`` the whole-image view's distances (``None`` without it).
+        mutual_: whether the mutual view took part; mutual_scores_: its ``(n,)`` scores
+            (``None`` without it).
         selection_scores_: ``(n,)`` what the selection ranks: ``consensus_``, or with the
             whole-image view the larger of a sample's two ranks (in (0, 1]).
         ranking_: original indices from most normal to most anomalous (by
@@ -143,6 +155,8 @@ class Purifier:
         submodel_params: dict[str, Any] | str | None = "auto",
         whole_image: bool | str = "auto",
         whole_image_neighbors: int = whole_image_mod.DEFAULT_NEIGHBORS,
+        mutual: bool | str = False,
+        mutual_params: dict[str, Any] | None = None,
     ):
         self.detector = detector
         self.k = k
@@ -162,6 +176,8 @@ class Purifier:
         self.submodel_params = submodel_params
         self.whole_image = whole_image
         self.whole_image_neighbors = whole_image_neighbors
+        self.mutual = mutual
+        self.mutual_params = mutual_params
 
     # -- parameters -------------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
@@ -236,6 +252,7 @@ class Purifier:
                 f"{self.whole_image_neighbors!r} (5, the default, measures the distance to "
                 "each sample's 5th nearest other sample)."
             )
+        mutual_mod.validate(self.mutual, self.mutual_params)
         if not (self.partition == "disjoint" or callable(self.partition)):
             raise ValueError(
                 f"unknown partition={self.partition!r}; use 'disjoint' or a callable "
@@ -306,6 +323,23 @@ class Purifier:
                 cache.store_array("whole_image_embeddings", emb)
         return whole_image_mod.outlier_scores(emb, int(self.whole_image_neighbors))
 
+    def _mutual_scores(self, probe: _Probe, dataset: Any,
+                       cache: ScoreCache | None) -> np.ndarray | None:
+        """The mutual view's scores (``None`` when it is off); cached beside the rows."""
+        if not mutual_mod.wanted(self.mutual, probe.cls if probe.cls is not None
+                                 else probe.instance(), probe.name):
+            return None
+        params = mutual_mod.resolved_params(self.mutual_params, self.seed)
+        name = "mutual_scores_" + config_key(params)
+        scores = cache.load_array(name, len(dataset)) if cache is not None else None
+        if scores is None:
+            logger.info("mutual view: comparing the patches of %d samples", len(dataset))
+            patches = mutual_mod.patch_embeddings_of(probe.instance(), dataset)
+            scores = mutual_mod.mutual_scores(patches, **params)
+            if cache is not None:
+                cache.store_array(name, scores)
+        return scores
+
     def _subsets(self, n: int, rng: np.random.Generator) -> list[np.ndarray]:
         if self.partition == "disjoint":
             if self.k > n:
@@ -369,6 +403,9 @@ class Purifier:
         t_whole = time.perf_counter()
         whole = self._whole_image_scores(probe, dataset, cache) if use_whole_image else None
         whole_s = time.perf_counter() - t_whole
+        t_mutual = time.perf_counter()
+        mutual = self._mutual_scores(probe, dataset, cache)
+        mutual_s = time.perf_counter() - t_mutual
         scores = self._run(jobs, n, cache)
 
         self.n_samples_ = n
@@ -381,6 +418,8 @@ class Purifier:
         self.round_ = np.zeros(len(subsets), dtype=np.int64)
         self.whole_image_ = use_whole_image
         self.whole_image_scores_ = whole
+        self.mutual_ = mutual is not None
+        self.mutual_scores_ = mutual
         self._select()
         t_refine = time.perf_counter()
         for r in range(int(self.refine)):
@@ -390,6 +429,8 @@ class Purifier:
             self.timings_["refine_s"] = time.perf_counter() - t_refine
         if use_whole_image:
             self.timings_["whole_image_s"] = whole_s
+        if mutual is not None:
+            self.timings_["mutual_s"] = mutual_s
         self.versions_ = _versions()
         logger.info(
             "purified %d samples: kept %d, dropped %d (%s scoring, %d sub-models)",
@@ -471,10 +512,15 @@ class Purifier:
         self.keep_mask_[self.keep_indices_] = True
 
     def _rank(self) -> None:
-        """Rank by the consensus, or by the larger of it and the whole-image rank."""
+        """Rank by the consensus, or by the largest of its rank and each extra view's."""
+        views = [self.consensus_]
+        if self.whole_image_:
+            views.append(self.whole_image_scores_)
+        if getattr(self, "mutual_", False):
+            views.append(self.mutual_scores_)
         self.selection_scores_ = (
-            whole_image_mod.combine(self.consensus_, self.whole_image_scores_)
-            if self.whole_image_ else self.consensus_)
+            consensus_mod.aggregate(consensus_mod.normalize(np.vstack(views), "rank"), "max")
+            if len(views) > 1 else self.consensus_)
         self.ranking_ = selection.ranking(self.selection_scores_)
 
     def reselect(self, **params: Any) -> Purifier:
@@ -563,6 +609,8 @@ class Purifier:
             "submodel_params": self.submodel_params,
             "whole_image": self.whole_image,
             "whole_image_neighbors": int(self.whole_image_neighbors),
+            "mutual": self.mutual,
+            "mutual_params": self.mutual_params,
         }
 
     def manifest(self) -> dict[str, Any]:
@@ -576,6 +624,7 @@ class Purifier:
             "seed": int(self.seed),
             "scoring": self.scoring_,
             "whole_image": bool(self.whole_image_),
+            "mutual": bool(self.mutual_),
             "n_samples": int(self.n_samples_),
             "n_keep": int(self.n_keep_),
             "n_submodels": int(self.n_submodels_),
@@ -593,6 +642,8 @@ class Purifier:
             manifest.update(extra)
         whole = {} if self.whole_image_scores_ is None else {
             "whole_image": self.whole_image_scores_}
+        if self.mutual_scores_ is not None:
+            whole["mutual"] = self.mutual_scores_
         atomic_save_npz(out / SCORES, scores=self.scores_, membership=self.membership_,
                         consensus=self.consensus_, round=self.round_, **whole)
         atomic_write_json(out / MANIFEST, manifest)
@@ -631,6 +682,7 @@ class Purifier:
             whole_image=cfg.get("whole_image", False),
             whole_image_neighbors=cfg.get("whole_image_neighbors",
                                           whole_image_mod.DEFAULT_NEIGHBORS),
+            mutual=cfg.get("mutual", False), mutual_params=cfg.get("mutual_params"),
         )
         arrays = load_npz(folder / SCORES)
         obj.n_samples_ = int(manifest["n_samples"])
@@ -645,6 +697,8 @@ class Purifier:
         obj.n_keep_ = int(manifest["n_keep"])
         obj.whole_image_scores_ = arrays.get("whole_image")
         obj.whole_image_ = bool(manifest.get("whole_image", False))
+        obj.mutual_scores_ = arrays.get("mutual")
+        obj.mutual_ = bool(manifest.get("mutual", False))
         obj._rank()
         obj.keep_indices_ = np.asarray(manifest["keep_indices"], dtype=np.int64)
         obj.drop_indices_ = np.asarray(manifest["drop_indices"], dtype=np.int64)
