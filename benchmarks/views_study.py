@@ -337,6 +337,30 @@ def run_split(name: str, dataset: Any, dist: Distances, noise: float, seed: int,
     return rows
 
 
+PURIFIER_FINALS = {"default": {}, "musc30 or default": {"mutual": True}}
+"""The library's own Purifier for the final AUROC: the default, and the default with the
+mutual view (:mod:`noisyclean.mutual`, its defaults: 30 % interval, 128 reference images of
+32 patches each), whose selection the study's ``musc30 or default`` approximates."""
+
+
+def purifier_finals(name: str, dataset: Any, noise: float, seed: int,
+                    skip: set[str]) -> list[dict[str, Any]]:
+    """Stage 1 and 2 of each :data:`PURIFIER_FINALS` entry on one split, as the benchmark
+    runs them (:func:`noisyclean.benchmark.run_condition`, image metrics only)."""
+    split = make_noisy_split(labels_of(dataset), defect_types_of(dataset), noise, seed=seed)
+    factory = detector_factory("patchknn", **BUDGET_DETECTOR_KWARGS)
+    rows = []
+    for cand, kwargs in PURIFIER_FINALS.items():
+        if cand in skip:
+            continue
+        r = run_condition(Condition(cand, purifier=kwargs), dataset, split, factory, seed=seed,
+                          with_pixels=False)
+        rows.append({"dataset": name, "noise": noise, "seed": seed, "candidate": cand,
+                     "final_auroc@0.8": r["image_auroc"], "final_recall@0.8":
+                     r["anomaly_recall"], "stage1_s": r["stage1_s"]})
+    return rows
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", default="/tmp/views-study")
@@ -352,6 +376,12 @@ def main() -> None:
                         help="take the noisy and oracle rows from a benchmark rows file "
                              "(benchmarks/mtd-rows.json: the same splits and settings) "
                              "instead of training them again")
+    parser.add_argument("--purifier-finals", action="store_true",
+                        help="train the library's Purifier entries (PURIFIER_FINALS) and the "
+                             "final detector on each split; write their final AUROC rows")
+    parser.add_argument("--skip-finals", nargs="*", default=[],
+                        help="PURIFIER_FINALS entries to leave out (e.g. 'default' when the "
+                             "benchmark's rows already give it)")
     parser.add_argument("--summarize", nargs="*", metavar="ROWS_JSON",
                         help="print the markdown tables of these row files and exit")
     args = parser.parse_args()
@@ -360,6 +390,20 @@ def main() -> None:
         print(summary_tables(rows))
         return
     torch.set_num_threads(2)
+    if args.purifier_finals:
+        out = Path(args.out)
+        rows = json.loads(out.read_text()) if out.exists() else []
+        for name in args.datasets:
+            dataset = open_dataset(name)
+            for noise in args.noise:
+                for seed in args.seeds:
+                    done = {r["candidate"] for r in rows
+                            if (r["dataset"], r["noise"], r["seed"]) == (name, noise, seed)}
+                    rows += purifier_finals(name, dataset, noise, seed,
+                                            done | set(args.skip_finals))
+                    atomic_write_json(out, rows)
+                    print(f"finals {name} noise {noise} seed {seed}", flush=True)
+        return
     (Path(args.work) / "scores").mkdir(parents=True, exist_ok=True)
     out = Path(args.out)
     rows = json.loads(out.read_text()) if out.exists() else []

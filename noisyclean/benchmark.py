@@ -112,6 +112,9 @@ def ablation_conditions() -> list[Condition]:
         Condition("SoftPatch-style patch denoising", purifier=recipe,
                   detector_kwargs={"patch_denoise": "knn"}),
         Condition("full-size sub-model banks", purifier={**recipe, "submodel_params": None}),
+        Condition("mutual view (MuSc interval 30 %)", purifier={**recipe, "mutual": True}),
+        Condition("mutual view, interval 10 %",
+                  purifier={**recipe, "mutual": True, "mutual_params": {"fraction": 0.1}}),
     ]
 
 

@@ -164,3 +164,33 @@ def test_a_resumed_run_reuses_the_mutual_scores(repeated_defect_type, tmp_path):
                      cache_dir=tmp_path, progress=False).fit(x)
     assert TinyPatchCore.patch_embed_calls == 2  # other parameters, other scores
     assert not np.array_equal(first.mutual_scores_, other.mutual_scores_)
+
+
+def test_patchknn_patch_embed_gives_the_features_its_memory_bank_is_built_from():
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("timm")
+    from noisyclean.detectors.patchknn import PatchKNN
+
+    images = [torch.from_numpy(a) for a in
+              np.random.default_rng(0).normal(size=(3, 3, 32, 32)).astype(np.float32)]
+    detector = PatchKNN(pretrained=False, feature_dim=8, coreset_ratio=None,
+                        coreset_max=None, feature_cache=False)
+    patches = detector.patch_embed(images)  # no fit needed
+    assert patches.shape == (3, 16, 8) and patches.dtype == np.float32
+    bank = detector.fit(images).memory_bank_.numpy()  # every patch, in order, projected
+    np.testing.assert_allclose(patches.reshape(-1, 8), bank, rtol=1e-5, atol=1e-6)
+
+
+def test_the_benchmark_ablations_of_the_mutual_view_run(repeated_defect_type):
+    from noisyclean.benchmark import ablation_conditions
+
+    x, y = repeated_defect_type
+    entries = [c for c in ablation_conditions() if (c.purifier or {}).get("mutual")]
+    assert len(entries) == 2
+    found = []
+    for condition in entries:
+        p = Purifier(TinyPatchCore, progress=False, **condition.purifier).fit(x)
+        assert p.mutual_ and np.isfinite(p.mutual_scores_).all()
+        found.append(y[p.drop_indices_].sum())
+    # 30 % of 68 images is more than the 8 look-alikes; 10 % is not
+    assert found[0] > found[1]
