@@ -18,8 +18,9 @@ columns of ``D`` that belong to a split's training set:
   scores the mean of its top 1 % patches. A defect type with fewer images than ``X`` % of
   the set cannot vouch for itself;
 - ``burnout``: CoDeGraph's "neighbour burnout" (arXiv 2510.10456) reduced to its image
-  signal: the largest jump of the sorted image-distance curve of an image's top patches
-  within the closest 30 %, a small community that matches it, then nothing;
+  signal (no graph or community detection): the largest jump of the sorted image-distance
+  curve of an image's top patches within the closest 30 % (a small community that matches
+  it, then nothing);
 - ``ref<q>/...``: score again, against a reference set that keeps only the ``q`` most
   normal images by ``musc10`` (each image left out of its own reference set), so that a
   defect type whose members were flagged in the first pass loses its vouchers;
@@ -33,8 +34,9 @@ for the candidates named in ``--final``, the test image AUROC of the default det
 (``patchknn`` at the benchmark's budget settings) trained on what each kept: the benchmark's
 ``noisy`` and ``oracle`` conditions come from :func:`noisyclean.benchmark.run_condition`.
 
-Run from the repository root (2 cores: about 25 min for Magnetic Tile's distances, which
-are kept and resumed, then about a minute per split)::
+Run from the repository root. On 2 cores shared with other jobs (load about 20), Magnetic
+Tile's distances took 4 min (kept and resumed), then about 10 min per split, PIPED about
+2 min per split; ``--baselines-from`` reuses the benchmark's noisy and oracle rows::
 
     NOISYCLEAN_FEATURE_CACHE_DIR=/tmp/featcache python benchmarks/views_study.py \\
         --work /tmp/views-study --out benchmarks/views-study.json
@@ -74,9 +76,10 @@ TOP_PATCHES = 0.01
 MUSC_FRACTIONS = (0.05, 0.1, 0.2, 0.3, 0.5)
 REFERENCE_PATCHES = 64
 REFERENCE_IMAGES = 256
-"""Each image is represented by this many of its 400 patches as a reference (the greedy
-coreset): the exact all-pairs distances of Magnetic Tile's 1,344 images would take hours on
-2 cores; on PIPED the two agree closely (see views-study.md)."""
+"""Each reference image is represented by this many of its 400 patches (the greedy coreset)
+and a split scores against the at most 256 fixed random reference images in its training
+set: the exact all-pairs distances of Magnetic Tile's 1,344 images took hours on 2 shared
+cores. The approximation was not checked against the exact distances."""
 
 
 def open_dataset(name: str) -> Any:
