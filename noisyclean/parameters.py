@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from noisyclean import consensus as consensus_mod
-from noisyclean import selection
+from noisyclean import mutual, selection
 from noisyclean.protocol import SCORING_MODES
 
 
@@ -79,6 +79,7 @@ def validate(purifier: Any) -> None:
             f"{purifier.whole_image_neighbors!r} (5, the default, measures the distance to "
             "each sample's 5th nearest other sample)."
         )
+    mutual.validate(purifier.mutual, purifier.mutual_params)
     if not (purifier.partition == "disjoint" or callable(purifier.partition)):
         raise ValueError(
             f"unknown partition={purifier.partition!r}; use 'disjoint' or a callable "

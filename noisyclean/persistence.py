@@ -54,6 +54,8 @@ def config(purifier: Any) -> dict[str, Any]:
         "submodel_params": purifier.submodel_params,
         "whole_image": purifier.whole_image,
         "whole_image_neighbors": int(purifier.whole_image_neighbors),
+        "mutual": purifier.mutual,
+        "mutual_params": purifier.mutual_params,
     }
 
 
@@ -68,6 +70,7 @@ def manifest(purifier: Any) -> dict[str, Any]:
         "seed": int(purifier.seed),
         "scoring": purifier.scoring_,
         "whole_image": bool(purifier.whole_image_),
+        "mutual": bool(purifier.mutual_),
         "n_samples": int(purifier.n_samples_),
         "n_keep": int(purifier.n_keep_),
         "n_submodels": int(purifier.n_submodels_),
@@ -86,6 +89,8 @@ def save(purifier: Any, path: str | Path, extra: dict[str, Any] | None = None) -
         contents.update(extra)
     whole = {} if purifier.whole_image_scores_ is None else {
         "whole_image": purifier.whole_image_scores_}
+    if purifier.mutual_scores_ is not None:
+        whole["mutual"] = purifier.mutual_scores_
     atomic_save_npz(out / SCORES, scores=purifier.scores_, membership=purifier.membership_,
                     consensus=purifier.consensus_, round=purifier.round_, **whole)
     atomic_write_json(out / MANIFEST, contents)
@@ -121,6 +126,7 @@ def load(cls: type[P], path: str | Path, detector: Callable[[], Any] | str | Non
         whole_image=cfg.get("whole_image", False),
         whole_image_neighbors=cfg.get("whole_image_neighbors",
                                       whole_image_mod.DEFAULT_NEIGHBORS),
+        mutual=cfg.get("mutual", False), mutual_params=cfg.get("mutual_params"),
     )
     arrays = read_scores(folder / SCORES, saved)
     obj.n_samples_ = int(saved["n_samples"])
@@ -135,6 +141,8 @@ def load(cls: type[P], path: str | Path, detector: Callable[[], Any] | str | Non
     obj.n_keep_ = int(saved["n_keep"])
     obj.whole_image_scores_ = arrays.get("whole_image")
     obj.whole_image_ = bool(saved.get("whole_image", False))
+    obj.mutual_scores_ = arrays.get("mutual")
+    obj.mutual_ = bool(saved.get("mutual", False))
     obj._rank()
     obj.keep_indices_ = np.asarray(saved["keep_indices"], dtype=np.int64)
     obj.drop_indices_ = np.asarray(saved["drop_indices"], dtype=np.int64)

@@ -61,11 +61,13 @@ LAYERS = {
     "noisyclean.plugins": MECHANISMS,
     "noisyclean.executors": MECHANISMS,
     "noisyclean.whole_image": MECHANISMS,
+    "noisyclean.mutual": MECHANISMS,
     # orchestration: the Purifier and the helpers only it uses
     "noisyclean.submodel": ORCHESTRATION,
     "noisyclean.factories": ORCHESTRATION,
     "noisyclean.parameters": ORCHESTRATION,
     "noisyclean.preflight": ORCHESTRATION,
+    "noisyclean.views": ORCHESTRATION,
     "noisyclean.persistence": ORCHESTRATION,
     "noisyclean.purifier": ORCHESTRATION,
     # faces: what a person calls or reads

@@ -81,6 +81,10 @@ its parameters are set, so that a typo such as ``coreset_max="5k"`` fails there,
 setting, and not minutes later inside ``fit`` with a bare ``int()`` error."""
 
 
+_FITTED = object()
+"""``_patches``' default: use the projection chosen at ``fit``."""
+
+
 class PatchKNN:
     """PatchCore-style anomaly detector on frozen ImageNet patch features (EfficientNet-Lite0).
 
@@ -353,6 +357,19 @@ class PatchKNN:
             return np.empty((0, 0), dtype=np.float32)
         return np.stack([f.astype(np.float32).mean(axis=(1, 2)) for f in feats])
 
+    def patch_embed(self, dataset: Any) -> np.ndarray:
+        """Patch vectors ``(n, h * w, D)``: the features the memory bank is built from.
+
+        The frozen backbone's patch features with this detector's fixed projection, through
+        the shared feature cache, so no ``fit`` is needed. The Purifier's mutual view
+        (:mod:`noisyclean.mutual`) compares each image's patches with the other images'.
+        """
+        feats, _ = self._features(dataset)
+        if not feats:
+            return np.empty((0, 0, 0), dtype=np.float32)
+        x = self._patches(feats, self._projection(feats[0].shape[0]))
+        return x.reshape(x.shape[0], -1, x.shape[-1]).numpy()
+
     def _add_time(self, step: str, since: float) -> None:
         """``timings_``: seconds spent per step over this detector's life (for profiling)."""
         self.timings_[step] = self.timings_.get(step, 0.0) + time.perf_counter() - since
@@ -373,8 +390,9 @@ class PatchKNN:
         g = torch.Generator().manual_seed(self.seed + 1)
         return torch.randn(channels, self.feature_dim, generator=g) / math.sqrt(self.feature_dim)
 
-    def _patches(self, feats: list[np.ndarray]) -> Any:
-        """Stack ``(C, h, w)`` features into a float32 tensor ``(n, h, w, D)``."""
+    def _patches(self, feats: list[np.ndarray], projection: Any = _FITTED) -> Any:
+        """Stack ``(C, h, w)`` features into a float32 tensor ``(n, h, w, D)``, projected
+        by the fitted projection (or by ``projection``: a matrix, or ``None`` for none)."""
         import torch
 
         grids = {f.shape for f in feats}
@@ -384,8 +402,9 @@ class PatchKNN:
                 "dataset a transform that resizes images to one size, or set image_size."
             )
         x = torch.from_numpy(np.stack(feats)).float().permute(0, 2, 3, 1).contiguous()
-        if self.projection_ is not None:
-            x = x @ self.projection_
+        proj = self.projection_ if projection is _FITTED else projection
+        if proj is not None:
+            x = x @ proj
         return x
 
     def set_params(self, **params: Any) -> PatchKNN:

@@ -1,0 +1,54 @@
+"""The extra views beside the sub-models' consensus, computed once per fit and cached.
+
+A view ranks every sample by one more way of being unusual; the Purifier keeps a sample only
+when every view in use finds it ordinary (the largest of its ranks). Each view reads what it
+needs from the detector through an optional protocol method (``embed`` for the whole-image
+view, ``patch_embed`` for the mutual view), so the Purifier itself knows no backbone. What
+a view computes from the data is kept in the run's score cache, so a resumed run does not
+extract it again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import numpy as np
+
+from noisyclean import mutual as mutual_mod
+from noisyclean import whole_image as whole_image_mod
+from noisyclean.score_cache import ScoreCache, config_key
+
+logger = logging.getLogger(__name__)
+
+
+def whole_image_scores(probe: Any, dataset: Any, cache: ScoreCache | None,
+                       neighbors: int) -> np.ndarray:
+    """The whole-image view's distances; the embeddings are cached beside the rows."""
+    n = len(dataset)
+    emb = cache.load_array("whole_image_embeddings", n) if cache is not None else None
+    if emb is None:
+        logger.info("whole-image view: embedding %d samples", n)
+        emb = whole_image_mod.embeddings_of(probe.instance(), dataset)
+        if cache is not None:
+            cache.store_array("whole_image_embeddings", emb)
+    return whole_image_mod.outlier_scores(emb, int(neighbors))
+
+
+def mutual_view_scores(probe: Any, dataset: Any, cache: ScoreCache | None, mode: bool | str,
+                       params: dict[str, Any] | None, seed: int) -> np.ndarray | None:
+    """The mutual view's scores (``None`` when ``mode`` leaves it out); cached beside the
+    rows under a name that holds its parameters, so changed parameters compute it anew."""
+    if not mutual_mod.wanted(mode, probe.cls if probe.cls is not None else probe.instance(),
+                             probe.name):
+        return None
+    resolved = mutual_mod.resolved_params(params, seed)
+    name = "mutual_scores_" + config_key(resolved)
+    scores = cache.load_array(name, len(dataset)) if cache is not None else None
+    if scores is None:
+        logger.info("mutual view: comparing the patches of %d samples", len(dataset))
+        patches = mutual_mod.patch_embeddings_of(probe.instance(), dataset)
+        scores = mutual_mod.mutual_scores(patches, **resolved)
+        if cache is not None:
+            cache.store_array(name, scores)
+    return scores
