@@ -104,7 +104,7 @@ ABLATIONS: tuple[Condition, ...] = (
               own_baselines=True),
     _ablation("full-size sub-model banks", submodel_params=None),
     _ablation("mutual view (MuSc interval 30 %)", mutual=True),
-    _ablation("mutual view, interval 10 %", mutual=True, mutual_params={"fraction": 0.1}),
+    _ablation("mutual view (MuSc interval 10 %)", mutual=True, mutual_params={"fraction": 0.1}),
 )
 """Each strategy of the ablation table: one change from the default. Names hold no comma, so
 that ``--ablation-names`` can list them."""
