@@ -114,3 +114,12 @@ def aggregate(matrix: np.ndarray, method: str | Aggregator) -> np.ndarray:
         raise ValueError("the aggregate function returned NaN or inf scores.")
     return out
 
+
+
+def largest_rank(*views: np.ndarray) -> np.ndarray:
+    """Selection scores over several views: each sample's largest rank, in (0, 1].
+
+    Ranks put every view on one scale whatever its units; the largest one means a sample is
+    kept only when *every* view finds it ordinary.
+    """
+    return aggregate(normalize(np.vstack(views), "rank"), "max")

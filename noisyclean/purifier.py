@@ -399,11 +399,10 @@ class Purifier:
         views = [self.consensus_]
         if self.whole_image_:
             views.append(self.whole_image_scores_)
-        if getattr(self, "mutual_", False):
+        if self.mutual_:
             views.append(self.mutual_scores_)
         self.selection_scores_ = (
-            consensus_mod.aggregate(consensus_mod.normalize(np.vstack(views), "rank"), "max")
-            if len(views) > 1 else self.consensus_)
+            consensus_mod.largest_rank(*views) if len(views) > 1 else self.consensus_)
         self.ranking_ = selection.ranking(self.selection_scores_)
 
     def reselect(self, **params: Any) -> Purifier:

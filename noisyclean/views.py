@@ -11,6 +11,7 @@ extract it again.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -25,13 +26,12 @@ logger = logging.getLogger(__name__)
 def whole_image_scores(probe: Any, dataset: Any, cache: ScoreCache | None,
                        neighbors: int) -> np.ndarray:
     """The whole-image view's distances; the embeddings are cached beside the rows."""
-    n = len(dataset)
-    emb = cache.load_array("whole_image_embeddings", n) if cache is not None else None
-    if emb is None:
-        logger.info("whole-image view: embedding %d samples", n)
-        emb = whole_image_mod.embeddings_of(probe.instance(), dataset)
-        if cache is not None:
-            cache.store_array("whole_image_embeddings", emb)
+
+    def embed() -> np.ndarray:
+        logger.info("whole-image view: embedding %d samples", len(dataset))
+        return whole_image_mod.embeddings_of(probe.instance(), dataset)
+
+    emb = _cached(cache, "whole_image_embeddings", len(dataset), embed)
     return whole_image_mod.outlier_scores(emb, int(neighbors))
 
 
@@ -43,12 +43,22 @@ def mutual_view_scores(probe: Any, dataset: Any, cache: ScoreCache | None, mode:
                              probe.name):
         return None
     resolved = mutual_mod.resolved_params(params, seed)
-    name = "mutual_scores_" + config_key(resolved)
-    scores = cache.load_array(name, len(dataset)) if cache is not None else None
-    if scores is None:
+
+    def compare() -> np.ndarray:
         logger.info("mutual view: comparing the patches of %d samples", len(dataset))
         patches = mutual_mod.patch_embeddings_of(probe.instance(), dataset)
-        scores = mutual_mod.mutual_scores(patches, **resolved)
-        if cache is not None:
-            cache.store_array(name, scores)
-    return scores
+        return mutual_mod.mutual_scores(patches, **resolved)
+
+    return _cached(cache, "mutual_scores_" + config_key(resolved), len(dataset), compare)
+
+
+def _cached(cache: ScoreCache | None, name: str, n: int,
+            compute: Callable[[], np.ndarray]) -> np.ndarray:
+    """``name``'s array from the run's score cache, else ``compute()`` stored there."""
+    found = cache.load_array(name, n) if cache is not None else None
+    if found is not None:
+        return found
+    array = compute()
+    if cache is not None:
+        cache.store_array(name, array)
+    return array

@@ -77,5 +77,4 @@ def combine(consensus_scores: np.ndarray, whole_image_scores: np.ndarray) -> np.
     Ranks put both views on one scale whatever their units; the larger one means a sample
     is kept only when *both* views find it ordinary.
     """
-    both = np.vstack([consensus_scores, whole_image_scores])
-    return consensus.aggregate(consensus.normalize(both, "rank"), "max")
+    return consensus.largest_rank(consensus_scores, whole_image_scores)
