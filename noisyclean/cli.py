@@ -10,6 +10,7 @@ import typer
 
 import noisyclean
 from noisyclean.cli_errors import in_cli_words, one_line
+from noisyclean.outdir import OutputFolderError, check_own_target
 
 app = typer.Typer(
     name="noisyclean",
@@ -322,7 +323,8 @@ def benchmark_cmd(
         "--piped-root",
         help="PIPED folder holding the class folders (default: $NOISYCLEAN_PIPED_ROOT, else "
              "../shared/data/piped-dev).")] = None,
-    out: Annotated[Path, typer.Option(help="The Markdown page to write.")] = Path(
+    out: Annotated[Path, typer.Option(help="The Markdown page to write (a file noisyclean did "
+                                          "not write is never replaced).")] = Path(
         "docs/benchmarks.md"),
     noise: Annotated[str, typer.Option(help="Comma-separated noise ratios.")] = "0,0.1,0.2,0.4",
     seeds: Annotated[str, typer.Option(help="Comma-separated seeds.")] = "0,1,2",
@@ -364,6 +366,8 @@ def benchmark_cmd(
         cold_timings,
         default_conditions,
         headline_table,
+        is_benchmark_page,
+        is_rows_file,
         run_benchmark,
         select_datasets,
         write_markdown,
@@ -378,6 +382,12 @@ def benchmark_cmd(
         _fail_clearly(exc)
     if notes is not None and not notes.is_file():
         _fail_clearly(_UserError(f"--notes {notes} is not a readable file."))
+    try:  # never replace a file noisyclean did not write, and say so before the grid runs
+        check_own_target(out, is_benchmark_page, "benchmark page", "--out")
+        if rows_json is not None:
+            check_own_target(rows_json, is_rows_file, "rows JSON", "--rows-json")
+    except OutputFolderError as exc:
+        _fail_clearly(exc)
     try:
         specs = select_datasets(datasets, mtd_root=mtd_root, piped_root=piped_root)
     except USER_ERRORS as exc:

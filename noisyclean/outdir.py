@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -140,8 +141,15 @@ def plan_output(out_dir: Path, format_tag: str, overwrite: bool = False) -> Outp
                       "there are left untouched")
 
 
+def check_own_target(path: Path, is_ours: Callable[[Path], bool], what: str,
+                     option: str) -> None:
+    """Refuse, before any work, to replace a file at ``path`` that noisyclean did not write
+    (``is_ours`` recognises the ones it did); ``option`` names where to give another path."""
+    if path.exists() and not (path.is_file() and is_ours(path)):
+        raise OutputFolderError(f"the {what} path {path} holds a file noisyclean did not "
+                                f"write; give another path with {option}")
+
+
 def check_report_target(path: Path) -> None:
     """Refuse to replace an HTML file (or plots) that noisyclean did not write."""
-    if path.exists() and not (path.is_file() and is_our_report(path)):
-        raise OutputFolderError(f"the report path {path} holds a file noisyclean did not "
-                                "write; give another path with out=")
+    check_own_target(path, is_our_report, "report", "out=")

@@ -211,3 +211,27 @@ def test_demo_never_overwrites_the_users_results(tmp_path):
     assert result.exit_code == 2 and "Traceback" not in result.output
     assert len(errors) == 1 and "--out" in errors[0] and "scores.csv" in errors[0]
     assert _hashes(out) == before
+
+
+@pytest.mark.parametrize("flag", ["--out", "--rows-json"])
+def test_benchmark_never_replaces_a_users_file(tmp_path, flag):
+    mine = tmp_path / "mine"
+    mine.mkdir()
+    (mine / "notes.md").write_text("# My notes\n")
+    args = ["benchmark", "--datasets", "piped", "--seeds", "0", "--no-cost",
+            "--out", str(tmp_path / "page.md")]
+    misuse([*args, flag, str(mine / "notes.md")], mine, flag=flag)
+
+
+def test_benchmark_may_replace_its_own_page_and_rows(tmp_path):
+    from noisyclean.benchmark import is_benchmark_page, is_rows_file, write_markdown
+
+    rows = [{"dataset": "piped/x", "noise": 0.0, "seed": 0, "condition": "noisy",
+             "image_auroc": 0.9}]
+    page = write_markdown(rows, tmp_path / "page.md", command="c", seconds=1.0)
+    (tmp_path / "rows.json").write_text(json.dumps(rows))
+    assert is_benchmark_page(page) and is_rows_file(tmp_path / "rows.json")
+    (tmp_path / "other.md").write_text("# Benchmarks\n\nmy own page\n")
+    (tmp_path / "other.json").write_text(json.dumps([{"mine": 1}]))
+    assert not is_benchmark_page(tmp_path / "other.md")
+    assert not is_rows_file(tmp_path / "other.json")

@@ -48,6 +48,8 @@ from noisyclean.benchmark.grid import (
 from noisyclean.benchmark.page import (
     ablation_section,
     cost_section,
+    is_benchmark_page,
+    is_rows_file,
     machine_description,
     write_markdown,
 )
@@ -98,6 +100,8 @@ __all__ = [
     "diagnostic_table",
     "gap_closed",
     "headline_table",
+    "is_benchmark_page",
+    "is_rows_file",
     "machine_description",
     "magnetic_tile",
     "markdown_table",

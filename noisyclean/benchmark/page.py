@@ -172,7 +172,7 @@ def write_markdown(rows: Sequence[dict[str, Any]], path: str | Path, *, command:
         ablations = "\n## Ablations\n" + "".join(
             ablation_section(rows_of(rows, f), FAMILY_TITLES.get(f, f)) for f in families)
     seeds = sorted({r["seed"] for r in rows})
-    text = f"""# Benchmarks
+    text = PAGE_MARKER + f"""# Benchmarks
 
 Noisy, oracle and purified training on {", ".join(FAMILY_TITLES.get(f, f) for f in families)}.
 
@@ -209,3 +209,27 @@ beats each other condition's, with the mean difference.
 {notes}
 """
     return atomic_write_text(path, text)
+
+
+PAGE_MARKER = "<!-- written by `noisyclean benchmark`: rerun it rather than editing -->\n"
+
+
+def is_benchmark_page(path: Path) -> bool:
+    """A page :func:`write_markdown` wrote: its first line is the generator's marker."""
+    try:
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            return fh.read(len(PAGE_MARKER)) == PAGE_MARKER
+    except OSError:
+        return False
+
+
+def is_rows_file(path: Path) -> bool:
+    """A rows JSON the benchmark wrote: a list of rows, each naming its condition and noise."""
+    import json
+
+    try:
+        rows = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return isinstance(rows, list) and all(
+        isinstance(r, dict) and "condition" in r and "noise" in r for r in rows)
