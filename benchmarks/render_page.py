@@ -19,7 +19,7 @@ import json
 from pathlib import Path
 
 from noisyclean._io import atomic_write_json
-from noisyclean.benchmark import write_markdown
+from noisyclean.benchmark import row_key, write_markdown
 
 
 def merge_rows(files: list[Path]) -> list[dict]:
@@ -27,9 +27,7 @@ def merge_rows(files: list[Path]) -> list[dict]:
     merged: dict[tuple, dict] = {}
     for path in files:
         for row in json.loads(path.read_text(encoding="utf-8")):
-            key = (row.get("dataset", "magnetic-tile"), row["noise"], row["seed"],
-                   row["condition"])
-            merged.setdefault(key, row)
+            merged.setdefault(row_key(row), row)
     return list(merged.values())
 
 

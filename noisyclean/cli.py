@@ -348,6 +348,9 @@ def benchmark_cmd(
     cost: Annotated[bool, typer.Option(
         help="Also measure the cost of purification from empty feature caches, on the first "
              "data set of each family.")] = True,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="Keep the rows already in --rows-json (an earlier run with the same "
+                         "settings) and train only the runs they lack.")] = False,
 ) -> None:
     """Run the benchmark (noisy, oracle, noisyclean, paper recipe, reference) on Magnetic Tile
     and PIPED, and write one page.
@@ -355,6 +358,7 @@ def benchmark_cmd(
     The defaults fit the whole grid into 30 minutes on 2 CPU cores (Magnetic Tile at 160 px,
     64-dimensional features, a 3,000-patch bank); see ``noisyclean.benchmark.settings``.
     """
+    import json
     import shlex
     import sys
     import time
@@ -388,6 +392,8 @@ def benchmark_cmd(
             check_own_target(rows_json, is_rows_file, "rows JSON", "--rows-json")
     except OutputFolderError as exc:
         _fail_clearly(exc)
+    if resume and rows_json is None:
+        _fail_clearly(_UserError("--resume needs --rows-json: the file whose rows it keeps."))
     try:
         specs = select_datasets(datasets, mtd_root=mtd_root, piped_root=piped_root)
     except USER_ERRORS as exc:
@@ -399,7 +405,10 @@ def benchmark_cmd(
     except ValueError as exc:
         _fail_clearly(_UserError(f"--ablation-names: {exc}"))
     start = time.perf_counter()
-    rows: list[dict] = []
+    rows: list[dict] = (json.loads(rows_json.read_text(encoding="utf-8"))
+                        if resume and rows_json.exists() else [])
+    if rows:
+        typer.echo(f"resuming: {len(rows)} rows of {rows_json} are kept")
 
     def keep_row(row: dict) -> None:
         rows.append(row)
@@ -410,7 +419,7 @@ def benchmark_cmd(
         run_benchmark(
             datasets=specs, noise_ratios=noise_ratios, seeds=seed_list,
             image_size=image_size, on_row=keep_row, detector_kwargs=kwargs,
-            conditions=default_conditions() + extra,
+            conditions=default_conditions() + extra, done=list(rows),
         )
         timing = (cold_timings(specs, image_size=image_size, detector_kwargs=kwargs)
                   if cost else None)

@@ -18,6 +18,10 @@ import numpy as np
 
 from noisyclean._io import load_npz
 
+MANIFEST = "manifest.json"
+SCORES = "scores.npz"
+"""The two files a saved Purifier (a run folder) holds: the JSON manifest and the arrays."""
+
 CONFIG_KEYS = ("detector", "detector_is_name", "detector_kwargs", "k", "keep", "scoring",
                "normalize", "aggregate", "seed")
 
@@ -112,7 +116,8 @@ def read_scores(path: str | Path, manifest: dict[str, Any]) -> dict[str, np.ndar
         raise ManifestError(f"{path}: scores has shape {scores.shape}, but the manifest has "
                             f"{n} samples; the two files are from different runs")
     m = scores.shape[0]
-    expected = {"membership": (m, n), "consensus": (n,), "whole_image": (n,), "round": (m,)}
+    expected = {"membership": (m, n), "consensus": (n,), "whole_image": (n,), "mutual": (n,),
+                "tail": (n,), "round": (m,)}
     for key, shape in expected.items():
         if key in arrays and arrays[key].shape != shape:
             raise ManifestError(f"{path}: {key} has shape {arrays[key].shape}, expected "

@@ -8,8 +8,9 @@ the other images, not by the single nearest. A defect type with fewer members th
 fraction cannot vouch for itself, while a normal patch is matched by most images. An
 image's score is the mean of its top ``top`` share of patch scores, so a small defect counts.
 
-Optionally (``trusted``), a second pass scores every image again against only the
-reference images the first pass trusts most (the lowest ``trusted`` share): a defect type
+Optionally, a second pass scores every image again against fewer reference images: only
+those the first pass trusts most (``trusted``, the lowest share), or all but the members of
+a consistent-anomaly community (``community``, :mod:`noisyclean.community`). A defect type
 whose members were flagged in the first pass then has no look-alike left to match it.
 
 Cost: every image's patches are compared with ``references`` reference images (a fixed
@@ -28,6 +29,8 @@ import math
 from typing import Any
 
 import numpy as np
+
+from noisyclean import community as community_mod
 
 DEFAULT_FRACTION = 0.3
 DEFAULT_REFERENCES = 128
@@ -99,11 +102,10 @@ def image_distances(patches: np.ndarray, refs: np.ndarray, per_image: int,
     return out
 
 
-def interval_scores(dist: np.ndarray, columns: np.ndarray, fraction: float,
-                    top: float = DEFAULT_TOP) -> np.ndarray:
-    """Each image's score against the reference columns ``columns`` of ``dist``: per
-    patch, the mean of its distances to the closest ``fraction`` of those references (the
-    image itself excluded), then the mean of the image's top ``top`` share of patches."""
+def patch_interval_scores(dist: np.ndarray, columns: np.ndarray,
+                          fraction: float) -> np.ndarray:
+    """``(n, P)``: per patch, the mean of its distances to the closest ``fraction`` of the
+    reference columns ``columns`` of ``dist`` (the image itself excluded)."""
     import torch
 
     n, p, _ = dist.shape
@@ -111,15 +113,27 @@ def interval_scores(dist: np.ndarray, columns: np.ndarray, fraction: float,
     if m < 2:
         raise ValueError("the mutual view needs at least 2 reference images.")
     width = max(1, round(float(fraction) * (m - 1)))
-    k_top = max(1, math.ceil(float(top) * p))
-    scores = np.empty(n)
+    out = np.empty((n, p), dtype=np.float32)
     cols = torch.as_tensor(np.asarray(columns, dtype=np.int64))
     step = max(1, CHUNK_BYTES // (4 * p * m))
     for s in range(0, n, step):
         block = torch.from_numpy(dist[s:s + step]).index_select(2, cols).float()
-        closest = block.topk(width, dim=2, largest=False).values.mean(2)
-        scores[s:s + step] = closest.topk(k_top, dim=1).values.mean(1).numpy()
-    return scores
+        out[s:s + step] = block.topk(width, dim=2, largest=False).values.mean(2).numpy()
+    return out
+
+
+def top_mean(patch_scores: np.ndarray, top: float = DEFAULT_TOP) -> np.ndarray:
+    """``(n,)``: each image's mean of its ``top`` share of highest patch scores."""
+    k_top = max(1, math.ceil(float(top) * patch_scores.shape[1]))
+    return -np.sort(-patch_scores, axis=1)[:, :k_top].mean(axis=1, dtype=np.float64)
+
+
+def interval_scores(dist: np.ndarray, columns: np.ndarray, fraction: float,
+                    top: float = DEFAULT_TOP) -> np.ndarray:
+    """Each image's score against the reference columns ``columns`` of ``dist``: per
+    patch, the mean of its distances to the closest ``fraction`` of those references (the
+    image itself excluded), then the mean of the image's top ``top`` share of patches."""
+    return top_mean(patch_interval_scores(dist, columns, fraction), top)
 
 
 def mutual_scores(
@@ -130,6 +144,7 @@ def mutual_scores(
     reference_patches: int = DEFAULT_REFERENCE_PATCHES,
     top: float = DEFAULT_TOP,
     trusted: float | None = None,
+    community: bool = False,
     seed: int = 0,
 ) -> np.ndarray:
     """The mutual view's scores ``(n,)`` of ``patches`` ``(n, P, d)``; higher is more unusual.
@@ -142,6 +157,9 @@ def mutual_scores(
         top: the share of an image's patches that make its score.
         trusted: ``None`` for one pass; a fraction in (0, 1) scores again against the
             reference images among the ``trusted`` share the first pass ranked lowest.
+        community: score again without the images of a consistent-anomaly community
+            (:mod:`noisyclean.community`, CoDeGraph's neighbour burnout) among the
+            references.
     """
     x = np.asarray(patches, dtype=np.float32)
     n = x.shape[0]
@@ -150,19 +168,24 @@ def mutual_scores(
     rng = np.random.default_rng(seed)
     refs = np.sort(rng.permutation(n)[: min(int(references), n)])
     dist = image_distances(x, refs, reference_patches, seed=seed)
-    scores = interval_scores(dist, np.arange(len(refs)), fraction, top)
-    if trusted is None:
+    all_columns = np.arange(len(refs))
+    patch_scores = patch_interval_scores(dist, all_columns, fraction)
+    scores = top_mean(patch_scores, top)
+    if trusted is None and not community:
         return scores
-    order = np.lexsort((np.arange(n), scores))
-    trusted_images = np.zeros(n, bool)
-    trusted_images[order[: max(2, math.floor(float(trusted) * n + 0.5))]] = True
-    columns = np.flatnonzero(trusted_images[refs])
+    usable = np.ones(n, bool)
+    if trusted is not None:
+        order = np.lexsort((np.arange(n), scores))
+        usable[order[max(2, math.floor(float(trusted) * n + 0.5)):]] = False
+    if community:
+        usable &= ~community_mod.communities(dist, refs, all_columns)
+    columns = np.flatnonzero(usable[refs])
     if len(columns) < 2:
         return scores
     return interval_scores(dist, columns, fraction, top)
 
 
-PARAMS = ("fraction", "references", "reference_patches", "top", "trusted")
+PARAMS = ("fraction", "references", "reference_patches", "top", "trusted", "community")
 
 
 def validate(mutual: object, params: object) -> None:
@@ -195,6 +218,9 @@ def validate(mutual: object, params: object) -> None:
     if trusted is not None and (isinstance(trusted, bool) or not isinstance(
             trusted, (int, float)) or not 0.0 < float(trusted) < 1.0):
         raise ValueError(f"mutual_params trusted={trusted!r} must be None or lie in (0, 1).")
+    if not isinstance(params.get("community", False), bool):
+        raise ValueError(f"mutual_params community={params['community']!r} must be True or "
+                         "False.")
 
 
 def wanted(mutual: bool | str, detector: object, name: str) -> bool:
@@ -214,4 +240,4 @@ def resolved_params(params: dict[str, Any] | None, seed: int) -> dict[str, Any]:
     """Every argument of :func:`mutual_scores`, defaults included (they key the cache)."""
     return {"fraction": DEFAULT_FRACTION, "references": DEFAULT_REFERENCES,
             "reference_patches": DEFAULT_REFERENCE_PATCHES, "top": DEFAULT_TOP,
-            "trusted": None, **(params or {}), "seed": int(seed)}
+            "trusted": None, "community": False, **(params or {}), "seed": int(seed)}

@@ -26,7 +26,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-RESULT_FILES = ("purified.txt", "dropped.txt", "scores.csv", "scores.npz", "manifest.json")
+from noisyclean.manifest_check import MANIFEST, SCORES
+
+RESULT_FILES = ("purified.txt", "dropped.txt", "scores.csv", SCORES, MANIFEST)
 REPORT_FILE, REPORT_PLOTS = "report.html", "report_plots"
 PLOT_FILES = ("consensus.png", "submodels.png", "agreement.png")
 CACHE_DIR = "cache"
@@ -115,7 +117,7 @@ def plan_output(out_dir: Path, format_tag: str, overwrite: bool = False) -> Outp
     check_writable(out_dir)
     if not out_dir.exists() or not any(out_dir.iterdir()):
         return OutputPlan(out_dir, f"writing the results into the new folder {out_dir}")
-    if is_our_manifest(out_dir / "manifest.json", format_tag):
+    if is_our_manifest(out_dir / MANIFEST, format_tag):
         if not overwrite:
             raise OutputFolderError(
                 f"out_dir {out_dir} holds the results of an earlier noisyclean run; pass "

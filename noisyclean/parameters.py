@@ -80,6 +80,9 @@ def validate(purifier: Any) -> None:
             "each sample's 5th nearest other sample)."
         )
     mutual.validate(purifier.mutual, purifier.mutual_params)
+    if not isinstance(purifier.protect_tail, bool):
+        raise ValueError(f"protect_tail={purifier.protect_tail!r} must be True (keep the "
+                         "samples of rare whole-image modes) or False.")
     if not (purifier.partition == "disjoint" or callable(purifier.partition)):
         raise ValueError(
             f"unknown partition={purifier.partition!r}; use 'disjoint' or a callable "

@@ -20,11 +20,15 @@ from noisyclean import consensus as consensus_mod
 from noisyclean import whole_image as whole_image_mod
 from noisyclean._io import atomic_save_npz, atomic_write_json
 from noisyclean.factories import factory_key
-from noisyclean.manifest_check import keep_settings, read_manifest, read_scores
+from noisyclean.manifest_check import (
+    MANIFEST,
+    SCORES,
+    keep_settings,
+    read_manifest,
+    read_scores,
+)
 from noisyclean.partition import partition_labels
 
-MANIFEST = "manifest.json"
-SCORES = "scores.npz"
 MANIFEST_FORMAT = "noisyclean.purifier/1"
 
 P = TypeVar("P")  # the Purifier class load() builds, so this module need not import it
@@ -56,6 +60,7 @@ def config(purifier: Any) -> dict[str, Any]:
         "whole_image_neighbors": int(purifier.whole_image_neighbors),
         "mutual": purifier.mutual,
         "mutual_params": purifier.mutual_params,
+        "protect_tail": bool(purifier.protect_tail),
     }
 
 
@@ -91,6 +96,8 @@ def save(purifier: Any, path: str | Path, extra: dict[str, Any] | None = None) -
         "whole_image": purifier.whole_image_scores_}
     if purifier.mutual_scores_ is not None:
         whole["mutual"] = purifier.mutual_scores_
+    if purifier.tail_mask_ is not None:
+        whole["tail"] = purifier.tail_mask_
     atomic_save_npz(out / SCORES, scores=purifier.scores_, membership=purifier.membership_,
                     consensus=purifier.consensus_, round=purifier.round_, **whole)
     atomic_write_json(out / MANIFEST, contents)
@@ -127,6 +134,7 @@ def load(cls: type[P], path: str | Path, detector: Callable[[], Any] | str | Non
         whole_image_neighbors=cfg.get("whole_image_neighbors",
                                       whole_image_mod.DEFAULT_NEIGHBORS),
         mutual=cfg.get("mutual", False), mutual_params=cfg.get("mutual_params"),
+        protect_tail=cfg.get("protect_tail", False),
     )
     arrays = read_scores(folder / SCORES, saved)
     obj.n_samples_ = int(saved["n_samples"])
@@ -143,6 +151,8 @@ def load(cls: type[P], path: str | Path, detector: Callable[[], Any] | str | Non
     obj.whole_image_ = bool(saved.get("whole_image", False))
     obj.mutual_scores_ = arrays.get("mutual")
     obj.mutual_ = bool(saved.get("mutual", False))
+    tail = arrays.get("tail")
+    obj.tail_mask_ = None if tail is None else tail.astype(bool)
     obj._rank()
     obj.keep_indices_ = np.asarray(saved["keep_indices"], dtype=np.int64)
     obj.drop_indices_ = np.asarray(saved["drop_indices"], dtype=np.int64)

@@ -28,6 +28,7 @@ import numpy as np
 from noisyclean import consensus as consensus_mod
 from noisyclean import parameters, persistence, preflight, selection, views
 from noisyclean import partition as partition_mod
+from noisyclean import tail as tail_mod
 from noisyclean import whole_image as whole_image_mod
 from noisyclean.executors import Executor, make_executor
 
@@ -119,7 +120,12 @@ class Purifier:
             benchmark data sets it separated the training defects slightly better but
             trained a slightly worse final detector (benchmarks/views-study.md).
         mutual_params: keyword arguments for :func:`noisyclean.mutual.mutual_scores`
-            (``fraction``, ``references``, ``reference_patches``, ``top``, ``trusted``).
+            (``fraction``, ``references``, ``reference_patches``, ``top``, ``trusted``,
+            ``community``: score again without CoDeGraph-style consistent-anomaly
+            communities, :mod:`noisyclean.community`).
+        protect_tail: keep the samples of rare whole-image modes whatever the other views
+            say (TailedCore's tail, :mod:`noisyclean.tail`); needs a detector with
+            ``embed``. Off by default: see the benchmark's ablation row.
 
     Fitted attributes (after :meth:`fit`):
         n_samples_, ids_: the number and ids of the samples.
@@ -134,6 +140,8 @@ class Purifier:
         whole_image_scores_: ``(n,)`` the whole-image view's distances (``None`` without it).
         mutual_: whether the mutual view took part; mutual_scores_: its ``(n,)`` scores
             (``None`` without it).
+        tail_mask_: ``(n,)`` bool, the protected tail samples (``None`` without
+            ``protect_tail``).
         selection_scores_: ``(n,)`` what the selection ranks: ``consensus_``, or with the
             whole-image view the larger of a sample's two ranks (in (0, 1]).
         ranking_: original indices from most normal to most anomalous (by
@@ -170,6 +178,7 @@ class Purifier:
         whole_image_neighbors: int = whole_image_mod.DEFAULT_NEIGHBORS,
         mutual: bool | str = False,
         mutual_params: dict[str, Any] | None = None,
+        protect_tail: bool = False,
     ):
         self.detector = detector
         self.k = k
@@ -192,6 +201,7 @@ class Purifier:
         self.whole_image_neighbors = whole_image_neighbors
         self.mutual = mutual
         self.mutual_params = mutual_params
+        self.protect_tail = protect_tail
 
     # -- parameters -------------------------------------------------------------------
     def get_params(self) -> dict[str, Any]:
@@ -252,6 +262,11 @@ class Purifier:
         subsets = self._subsets(n, rng)
         scoring = self._resolve_scoring(probe)
         use_whole_image = probe.uses_whole_image(self.whole_image)
+        if self.protect_tail and not probe.uses_whole_image("auto"):
+            raise ValueError(
+                f"protect_tail=True needs a detector with embed(dataset) -> (n, d) whole-image "
+                f"vectors, and {probe.name} has none; pass protect_tail=False or add embed()."
+            )
         membership = partition_mod.membership_matrix(subsets, n)
         if scoring == "out_of_bag":
             lonely = membership.all(axis=0)
@@ -289,6 +304,8 @@ class Purifier:
         mutual = views.mutual_view_scores(probe, dataset, cache, self.mutual,
                                           self.mutual_params, self.seed)
         mutual_s = time.perf_counter() - t_mutual
+        tail = (views.tail_samples(probe, dataset, cache, self.whole_image_neighbors)
+                if self.protect_tail else None)
         scores = self._run(jobs, n, cache)
 
         self.n_samples_ = n
@@ -303,6 +320,7 @@ class Purifier:
         self.whole_image_scores_ = whole
         self.mutual_ = mutual is not None
         self.mutual_scores_ = mutual
+        self.tail_mask_ = tail
         self._select()
         t_refine = time.perf_counter()
         for r in range(int(self.refine)):
@@ -404,6 +422,8 @@ class Purifier:
         self.selection_scores_ = (
             consensus_mod.largest_rank(*views) if len(views) > 1 else self.consensus_)
         self.ranking_ = selection.ranking(self.selection_scores_)
+        if self.tail_mask_ is not None:
+            self.ranking_ = tail_mod.protected_first(self.ranking_, self.tail_mask_)
 
     def reselect(self, **params: Any) -> Purifier:
         """Change ``keep``, ``normalize``, ``aggregate`` or ``whole_image`` and select again,

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from noisyclean import mutual as mutual_mod
+from noisyclean import tail as tail_mod
 from noisyclean import whole_image as whole_image_mod
 from noisyclean.score_cache import ScoreCache, config_key
 
@@ -26,13 +27,23 @@ logger = logging.getLogger(__name__)
 def whole_image_scores(probe: Any, dataset: Any, cache: ScoreCache | None,
                        neighbors: int) -> np.ndarray:
     """The whole-image view's distances; the embeddings are cached beside the rows."""
+    return whole_image_mod.outlier_scores(_embeddings(probe, dataset, cache), int(neighbors))
 
+
+def tail_samples(probe: Any, dataset: Any, cache: ScoreCache | None,
+                 neighbors: int) -> np.ndarray:
+    """``(n,)`` bool: the samples of rare modes (:mod:`noisyclean.tail`), from the same
+    cached whole-image embeddings."""
+    sizes = tail_mod.mode_sizes(_embeddings(probe, dataset, cache), int(neighbors))
+    return tail_mod.tail_mask(sizes)
+
+
+def _embeddings(probe: Any, dataset: Any, cache: ScoreCache | None) -> np.ndarray:
     def embed() -> np.ndarray:
         logger.info("whole-image view: embedding %d samples", len(dataset))
         return whole_image_mod.embeddings_of(probe.instance(), dataset)
 
-    emb = _cached(cache, "whole_image_embeddings", len(dataset), embed)
-    return whole_image_mod.outlier_scores(emb, int(neighbors))
+    return _cached(cache, "whole_image_embeddings", len(dataset), embed)
 
 
 def mutual_view_scores(probe: Any, dataset: Any, cache: ScoreCache | None, mode: bool | str,

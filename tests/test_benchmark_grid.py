@@ -179,3 +179,39 @@ def test_cli_refuses_unknown_data_sets_and_ablations_before_any_work(tmp_path: P
     assert result.exit_code == 2 and "--ablation-names" in result.output and "nope" in \
         result.output
     assert not out.exists()
+
+
+def test_a_resumed_grid_trains_only_what_the_rows_lack(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    root = tiny_piped(tmp_path / "p")
+    specs = select_datasets("piped/PA_A", piped_root=root)
+    first = run_benchmark(datasets=specs, noise_ratios=(0.4,), seeds=(0,), image_size=16,
+                          detector="knn", with_pixels=False)
+    assert len(first) == len(default_conditions())
+    again = run_benchmark(datasets=specs, noise_ratios=(0.4,), seeds=(0, 1), image_size=16,
+                          detector="knn", with_pixels=False, done=first)
+    assert {r["seed"] for r in again} == {1} and len(again) == len(first)
+
+    rows_json, page = tmp_path / "rows.json", tmp_path / "page.md"
+    args = ["benchmark", "--datasets", "piped/PA_A", "--piped-root", str(root), "--seeds", "0",
+            "--noise", "0.4", "--no-cost", "--image-size", "16", "--out", str(page),
+            "--rows-json", str(rows_json)]
+    assert CliRunner().invoke(app, args).exit_code == 0
+    written = rows_json.read_text()
+    result = CliRunner().invoke(app, [*args, "--resume", "--ablation-names", "keep 0.6"])
+    assert result.exit_code == 0 and "resuming: 5 rows" in result.output
+    import json
+
+    rows = json.loads(rows_json.read_text())
+    assert json.dumps(rows[:5]) == json.dumps(json.loads(written))  # kept as they were
+    assert [r["condition"] for r in rows[5:]] == ["keep 0.6"]
+
+
+def test_resume_without_rows_json_is_refused_before_any_work(tmp_path: Path):
+    from typer.testing import CliRunner
+
+    page = tmp_path / "page.md"
+    result = CliRunner().invoke(app, ["benchmark", "--resume", "--out", str(page)])
+    assert result.exit_code == 2 and "--resume needs --rows-json" in result.output
+    assert "Traceback" not in result.output and not page.exists()

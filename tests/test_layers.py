@@ -62,6 +62,8 @@ LAYERS = {
     "noisyclean.executors": MECHANISMS,
     "noisyclean.whole_image": MECHANISMS,
     "noisyclean.mutual": MECHANISMS,
+    "noisyclean.community": MECHANISMS,
+    "noisyclean.tail": MECHANISMS,
     # orchestration: the Purifier and the helpers only it uses
     "noisyclean.submodel": ORCHESTRATION,
     "noisyclean.factories": ORCHESTRATION,

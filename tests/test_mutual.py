@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from noisyclean.datasets import to_numpy
 
 from noisyclean import Purifier
 from noisyclean import mutual as mu
+from noisyclean.samples import to_numpy
 
 PATCHES, DIM = 12, 4
 
@@ -185,7 +185,8 @@ def test_the_benchmark_ablations_of_the_mutual_view_run(repeated_defect_type):
     from noisyclean.benchmark import ablation_conditions
 
     x, y = repeated_defect_type
-    entries = [c for c in ablation_conditions() if (c.purifier or {}).get("mutual")]
+    entries = [c for c in ablation_conditions() if (c.purifier or {}).get("mutual")
+               and "community" not in (c.purifier.get("mutual_params") or {})]
     assert len(entries) == 2
     found = []
     for condition in entries:

@@ -41,6 +41,7 @@ from noisyclean.benchmark.datasets import (
 )
 from noisyclean.benchmark.grid import (
     purification_diagnostics,
+    row_key,
     run_benchmark,
     run_condition,
     separation_auroc,
@@ -108,6 +109,7 @@ __all__ = [
     "paired_wins",
     "piped",
     "purification_diagnostics",
+    "row_key",
     "rows_of",
     "run_benchmark",
     "run_condition",

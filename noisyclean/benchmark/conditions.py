@@ -105,14 +105,26 @@ ABLATIONS: tuple[Condition, ...] = (
     _ablation("full-size sub-model banks", submodel_params=None),
     _ablation("mutual view (MuSc interval 30 %)", mutual=True),
     _ablation("mutual view (MuSc interval 10 %)", mutual=True, mutual_params={"fraction": 0.1}),
+    _ablation("mutual view + community removal (CoDeGraph)", mutual=True,
+              mutual_params={"community": True}),
+    _ablation("tail protection (TailedCore)", protect_tail=True),
 )
 """Each strategy of the ablation table: one change from the default. Names hold no comma, so
 that ``--ablation-names`` can list them."""
 
 
+LAYER_MIXES: dict[str, tuple[tuple[int, ...], ...]] = {
+    "efficientnet_lite0": ((2, 3, 4),),
+    "efficientnet_lite1": ((3, 4), (2, 3, 4)),
+}
+"""Layer mixes measured beside a backbone's default layers: Lite1 at 3+4 led
+``benchmarks/backbones-study.md`` on image AUROC, but its stride-16 grid is coarse for
+small images; 2+3+4 keeps the stride-8 grid and adds the deepest layer."""
+
+
 def backbone_conditions() -> list[Condition]:
-    """One ablation per other built-in backbone whose weights are installed, plus
-    EfficientNet-Lite1 at layers 3+4 (the mix that led ``benchmarks/backbones-study.md``).
+    """One ablation per other built-in backbone whose weights are installed, plus the
+    layer mixes of :data:`LAYER_MIXES`.
 
     Each changes every model (sub-models, final, noisy and oracle), so each brings its own
     baselines. A backbone whose weight package is absent is left out rather than failing the
@@ -129,9 +141,10 @@ def backbone_conditions() -> list[Condition]:
         if name != DEFAULT_BACKBONE:
             rows.append(_ablation(f"backbone {name}", detector_kwargs={"backbone": name},
                                   own_baselines=True))
-        if name == "efficientnet_lite1":
-            rows.append(_ablation(f"backbone {name} layers 3+4", own_baselines=True,
-                                  detector_kwargs={"backbone": name, "layers": [3, 4]}))
+        for layers in LAYER_MIXES.get(name, ()):
+            rows.append(_ablation(
+                f"backbone {name} layers {'+'.join(map(str, layers))}", own_baselines=True,
+                detector_kwargs={"backbone": name, "layers": list(layers)}))
     return rows
 
 

@@ -109,6 +109,12 @@ def run_condition(
     return row
 
 
+def row_key(row: dict[str, Any]) -> tuple[str, float, int, str]:
+    """What identifies a run: its data set, noise ratio, seed and condition."""
+    return (str(row.get("dataset", "magnetic-tile")), float(row["noise"]), int(row["seed"]),
+            str(row["condition"]))
+
+
 def run_benchmark(
     root: Any = None,
     *,
@@ -121,6 +127,7 @@ def run_benchmark(
     detector_kwargs: dict[str, Any] | None = None,
     with_pixels: bool = True,
     on_row: Callable[[dict[str, Any]], None] | None = None,
+    done: Sequence[dict[str, Any]] = (),
 ) -> list[dict[str, Any]]:
     """Run every condition on every data set, noise ratio and seed; one row per run.
 
@@ -133,6 +140,9 @@ def run_benchmark(
         detector, detector_kwargs: the detector every condition trains (a condition's own
             ``detector_kwargs`` are merged over these).
         on_row: called with each row as soon as it is measured (to save partial results).
+        done: rows of an earlier run (the same settings): a run whose data set, noise ratio,
+            seed and condition one of them names is not trained again, and the rows returned
+            hold only the new ones.
 
     Returns:
         Rows with ``dataset``, ``noise``, ``seed``, ``condition``, the achieved noise, the
@@ -144,12 +154,15 @@ def run_benchmark(
         datasets = select_datasets(mtd_root=root)
     loaded = [(spec, spec.load(image_size or spec.image_size)) for spec in datasets]
     base_kwargs = dict(detector_kwargs or {})
+    finished = {row_key(r) for r in done}
     rows = []
     for spec, dataset in loaded:
         for noise in noise_ratios:
             for seed in seeds:
                 split = spec.split(dataset, noise, seed)
                 for condition in conditions or default_conditions():
+                    if (spec.name, float(noise), int(seed), condition.name) in finished:
+                        continue
                     factory = detector_factory(
                         detector, **{**base_kwargs, **(condition.detector_kwargs or {})})
                     row = {"dataset": spec.name, **run_condition(
