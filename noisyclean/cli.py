@@ -143,6 +143,15 @@ def purify_cmd(
     whole_image: Annotated[str, typer.Option(
         "--whole-image", help="Also drop images that are unusual as a whole: auto (when the "
         "detector has embed(), as patchknn), on, or off (the paper's recipe).")] = "auto",
+    mutual: Annotated[bool, typer.Option(
+        "--mutual", help="Also rank by the mutual view (MuSc's interval average over the "
+        "closest 30 % of images); opt-in, see docs/concepts.md.")] = False,
+    community: Annotated[bool, typer.Option(
+        "--community", help="With the mutual view, score again without CoDeGraph-style "
+        "consistent-anomaly communities (implies --mutual).")] = False,
+    protect_tail: Annotated[bool, typer.Option(
+        "--protect-tail", help="Keep the images of rare whole-image modes (TailedCore-style "
+        "tail protection).")] = False,
     seed: Annotated[int, typer.Option(help="Seeds the partition and the sub-models.")] = 0,
     executor: Annotated[str, typer.Option(help="serial, process or ray.")] = "serial",
     executor_options: Annotated[str | None, typer.Option(
@@ -185,7 +194,9 @@ def purify_cmd(
                 keep_count=keep_count, scoring=scoring,
                 normalize=None if normalize.lower() == "none" else normalize, aggregate=aggregate,
                 whole_image=_whole_image_value(whole_image), seed=seed, executor=executor,
-                progress=not quiet,
+                mutual=mutual or community,
+                mutual_params={"community": True} if community else None,
+                protect_tail=protect_tail, progress=not quiet,
                 executor_options=_json_option(executor_options, "--executor-options") or None,
             )
     except USER_ERRORS as exc:

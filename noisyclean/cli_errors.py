@@ -22,6 +22,8 @@ FLAGS: dict[str, str] = {
     "detector_kwargs": "--detector-kwargs",
     "detector": "--detector",
     "whole_image": "--whole-image",
+    "protect_tail": "--protect-tail",
+    "mutual": "--mutual",
     "image_size": "--image-size",
     "scoring": "--scoring",
     "normalize": "--normalize",
@@ -32,7 +34,8 @@ FLAGS: dict[str, str] = {
 """API parameter -> CLI flag, for every parameter a CLI user can set."""
 
 SWITCHES = {"on_error='skip'": "--skip-bad", 'on_error="skip"': "--skip-bad",
-            "overwrite=True": "--overwrite"}
+            "overwrite=True": "--overwrite", "protect_tail=True": "--protect-tail",
+            "mutual=True": "--mutual"}
 """Whole ``name=value`` phrases that are a bare switch on the command line."""
 
 _ASSIGNMENT = re.compile(r"(?<![\w.-])(" + "|".join(map(re.escape, FLAGS)) + r")=")

@@ -235,3 +235,11 @@ def test_benchmark_may_replace_its_own_page_and_rows(tmp_path):
     (tmp_path / "other.json").write_text(json.dumps([{"mine": 1}]))
     assert not is_benchmark_page(tmp_path / "other.md")
     assert not is_rows_file(tmp_path / "other.json")
+
+
+def test_tail_protection_with_a_detector_that_cannot_embed(images, tmp_path):
+    out = tmp_path / "out"
+    line = misuse(["purify", str(images), "--out", str(out), "--detector", "knn",
+                   "--protect-tail", *FAST], images, flag="--protect-tail")
+    assert "embed" in line and "protect_tail" not in line
+    assert not (out / "cache").exists()

@@ -127,3 +127,23 @@ def test_the_benchmark_ablations_exist():
                                 "tail protection (TailedCore)"])
     assert rows[0].purifier == {"mutual": True, "mutual_params": {"community": True}}
     assert rows[1].purifier == {"protect_tail": True}
+
+
+def test_the_cli_switches_reach_the_purifier(tmp_path):
+    import json
+
+    from typer.testing import CliRunner
+
+    from noisyclean.cli import app
+    from noisyclean.data import make_texture_dataset
+
+    make_texture_dataset(tmp_path / "data", n_normal=12, n_anomalous=2, image_size=32, seed=1)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(app, [
+        "purify", str(tmp_path / "data" / "synthetic"), "--out", str(out), "--image-size", "32",
+        "--k", "2", "--quiet", "--community", "--protect-tail"])
+    assert result.exit_code == 0, result.output
+    config = json.loads((out / "manifest.json").read_text())["config"]
+    assert config["mutual"] is True and config["mutual_params"] == {"community": True}
+    assert config["protect_tail"] is True
+    assert "tail" in np.load(out / "scores.npz", allow_pickle=False)
