@@ -35,7 +35,7 @@ FLAGS: dict[str, str] = {
 
 SWITCHES = {"on_error='skip'": "--skip-bad", 'on_error="skip"': "--skip-bad",
             "overwrite=True": "--overwrite", "protect_tail=True": "--protect-tail",
-            "mutual=True": "--mutual"}
+            "mutual=True": "--mutual", "leave mutual off": "leave --mutual off"}
 """Whole ``name=value`` phrases that are a bare switch on the command line."""
 
 _ASSIGNMENT = re.compile(r"(?<![\w.-])(" + "|".join(map(re.escape, FLAGS)) + r")=")

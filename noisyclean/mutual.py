@@ -231,7 +231,7 @@ def wanted(mutual: bool | str, detector: object, name: str) -> bool:
     if mutual is True and not able:
         raise ValueError(
             f"mutual=True needs a detector with patch_embed(dataset) -> (n, patches, d), "
-            f"and {name} has none; use mutual='auto' or False, or add patch_embed()."
+            f"and {name} has none; leave mutual off, or add patch_embed()."
         )
     return able
 

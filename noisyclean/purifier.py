@@ -265,7 +265,7 @@ class Purifier:
         if self.protect_tail and not probe.uses_whole_image("auto"):
             raise ValueError(
                 f"protect_tail=True needs a detector with embed(dataset) -> (n, d) whole-image "
-                f"vectors, and {probe.name} has none; pass protect_tail=False or add embed()."
+                f"vectors, and {probe.name} has none; leave protect_tail off or add embed()."
             )
         membership = partition_mod.membership_matrix(subsets, n)
         if scoring == "out_of_bag":

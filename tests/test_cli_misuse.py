@@ -241,5 +241,11 @@ def test_tail_protection_with_a_detector_that_cannot_embed(images, tmp_path):
     out = tmp_path / "out"
     line = misuse(["purify", str(images), "--out", str(out), "--detector", "knn",
                    "--protect-tail", *FAST], images, flag="--protect-tail")
-    assert "embed" in line and "protect_tail" not in line
+    assert "embed" in line and "protect_tail" not in line and "leave --protect-tail off" in line
     assert not (out / "cache").exists()
+
+
+def test_community_removal_with_a_detector_without_patches(images, tmp_path):
+    line = misuse(["purify", str(images), "--out", str(tmp_path / "out"), "--detector", "knn",
+                   "--community", *FAST], images, flag="--mutual")
+    assert "leave --mutual off" in line and "'auto'" not in line
