@@ -79,21 +79,25 @@ def communities(dist: np.ndarray, refs: np.ndarray, columns: np.ndarray,
     median = np.median(jump)
     mad = np.median(np.abs(jump - median))
     robust_z = 0.6745 * (jump - median) / mad if mad > 0 else np.zeros(n)
-    suspicious = robust_z > z
-    adjacency = np.zeros((n, n), dtype=bool)
     ref_images = np.asarray(refs)[np.asarray(columns)]
-    for i in np.flatnonzero(suspicious):
+    sources, targets = [], []
+    for i in np.flatnonzero(robust_z > z):
         members = ref_images[group[i]]
-        adjacency[i, members[members != i]] = True
-    adjacency |= adjacency.T
-    return _in_groups(adjacency)
+        members = members[members != i]
+        sources.append(np.full(len(members), i))
+        targets.append(members)
+    if not sources:
+        return np.zeros(n, dtype=bool)
+    return _in_groups(np.concatenate(sources), np.concatenate(targets), n)
 
 
-def _in_groups(adjacency: np.ndarray) -> np.ndarray:
-    """Whether each node lies in a connected component of two or more nodes."""
-    from scipy.sparse import csr_matrix
+def _in_groups(sources: np.ndarray, targets: np.ndarray, n: int) -> np.ndarray:
+    """Whether each of ``n`` nodes lies in a connected group of two or more nodes, given the
+    links ``sources[k] - targets[k]`` (a sparse graph: never an ``n x n`` matrix)."""
+    from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    _, labels = connected_components(csr_matrix(adjacency), directed=False)
+    links = coo_matrix((np.ones(len(sources), dtype=bool), (sources, targets)), shape=(n, n))
+    _, labels = connected_components(links, directed=False)
     sizes = np.bincount(labels)
     return sizes[labels] >= 2

@@ -297,15 +297,13 @@ class Purifier:
         }
         cache = ScoreCache(self.cache_dir, cache_config) if self.cache_dir is not None else None
         t_whole = time.perf_counter()
-        whole = (views.whole_image_scores(probe, dataset, cache, self.whole_image_neighbors)
-                 if use_whole_image else None)
+        whole, tail = views.whole_image_views(probe, dataset, cache, self.whole_image_neighbors,
+                                              scores=use_whole_image, tail=self.protect_tail)
         whole_s = time.perf_counter() - t_whole
         t_mutual = time.perf_counter()
         mutual = views.mutual_view_scores(probe, dataset, cache, self.mutual,
                                           self.mutual_params, self.seed)
         mutual_s = time.perf_counter() - t_mutual
-        tail = (views.tail_samples(probe, dataset, cache, self.whole_image_neighbors)
-                if self.protect_tail else None)
         scores = self._run(jobs, n, cache)
 
         self.n_samples_ = n

@@ -26,6 +26,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from noisyclean.whole_image import standardized
+
 DEFAULT_SHARE = 0.25
 DEFAULT_MIN_MEMBERS = 3
 WORKING_MEMORY_MB = 64
@@ -42,12 +44,10 @@ def mode_sizes(embeddings: np.ndarray, neighbors: int) -> np.ndarray:
     from sklearn import config_context
     from sklearn.neighbors import NearestNeighbors
 
-    x = np.asarray(embeddings, dtype=np.float64)
-    n = x.shape[0]
+    z = standardized(embeddings)
+    n = z.shape[0]
     if n < 3:
         return np.full(n, n, dtype=np.int64)
-    std = x.std(axis=0)
-    z = (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
     kth = min(int(neighbors), n - 1)
     with config_context(working_memory=WORKING_MEMORY_MB):
         index = NearestNeighbors(algorithm="brute").fit(z)

@@ -24,26 +24,22 @@ from noisyclean.score_cache import ScoreCache, config_key
 logger = logging.getLogger(__name__)
 
 
-def whole_image_scores(probe: Any, dataset: Any, cache: ScoreCache | None,
-                       neighbors: int) -> np.ndarray:
-    """The whole-image view's distances; the embeddings are cached beside the rows."""
-    return whole_image_mod.outlier_scores(_embeddings(probe, dataset, cache), int(neighbors))
+def whole_image_views(probe: Any, dataset: Any, cache: ScoreCache | None, neighbors: int,
+                      *, scores: bool, tail: bool) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """What the whole-image embeddings give, each only when asked for: the whole-image
+    view's distances (``scores``) and the protected tail samples (``tail``,
+    :mod:`noisyclean.tail`). The embeddings are computed once for both and cached beside
+    the rows."""
+    if not (scores or tail):
+        return None, None
 
-
-def tail_samples(probe: Any, dataset: Any, cache: ScoreCache | None,
-                 neighbors: int) -> np.ndarray:
-    """``(n,)`` bool: the samples of rare modes (:mod:`noisyclean.tail`), from the same
-    cached whole-image embeddings."""
-    sizes = tail_mod.mode_sizes(_embeddings(probe, dataset, cache), int(neighbors))
-    return tail_mod.tail_mask(sizes)
-
-
-def _embeddings(probe: Any, dataset: Any, cache: ScoreCache | None) -> np.ndarray:
     def embed() -> np.ndarray:
         logger.info("whole-image view: embedding %d samples", len(dataset))
         return whole_image_mod.embeddings_of(probe.instance(), dataset)
 
-    return _cached(cache, "whole_image_embeddings", len(dataset), embed)
+    emb = _cached(cache, "whole_image_embeddings", len(dataset), embed)
+    return (whole_image_mod.outlier_scores(emb, int(neighbors)) if scores else None,
+            tail_mod.tail_mask(tail_mod.mode_sizes(emb, int(neighbors))) if tail else None)
 
 
 def mutual_view_scores(probe: Any, dataset: Any, cache: ScoreCache | None, mode: bool | str,

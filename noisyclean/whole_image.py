@@ -58,17 +58,25 @@ def outlier_scores(embeddings: np.ndarray, neighbors: int = DEFAULT_NEIGHBORS) -
     from sklearn import config_context
     from sklearn.neighbors import NearestNeighbors
 
-    x = np.asarray(embeddings, dtype=np.float64)
-    n = x.shape[0]
+    z = standardized(embeddings)
+    n = z.shape[0]
     if n < 2:
         return np.zeros(n)
-    std = x.std(axis=0)
-    z = (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
     kth = min(int(neighbors), n - 1)
     # kneighbors() without queries leaves each sample out of its own neighbours
     with config_context(working_memory=WORKING_MEMORY_MB):
         dist, _ = NearestNeighbors(n_neighbors=kth, algorithm="brute").fit(z).kneighbors()
     return dist[:, -1] ** 2
+
+
+def standardized(embeddings: np.ndarray) -> np.ndarray:
+    """``embeddings`` as float64, standardised per dimension over the samples (constant
+    dimensions are left at 0), so that no channel dominates a distance by its scale."""
+    x = np.asarray(embeddings, dtype=np.float64)
+    if x.shape[0] == 0:
+        return x
+    std = x.std(axis=0)
+    return (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
 
 
 def combine(consensus_scores: np.ndarray, whole_image_scores: np.ndarray) -> np.ndarray:

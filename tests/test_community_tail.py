@@ -147,3 +147,15 @@ def test_the_cli_switches_reach_the_purifier(tmp_path):
     assert config["mutual"] is True and config["mutual_params"] == {"community": True}
     assert config["protect_tail"] is True
     assert "tail" in np.load(out / "scores.npz", allow_pickle=False)
+
+
+def test_the_whole_image_view_and_the_tail_share_one_embedding_pass():
+    calls = []
+
+    class Counting(Embedder):
+        def embed(self, dataset):
+            calls.append(len(dataset))
+            return super().embed(dataset)
+
+    Purifier(Counting, k=3, protect_tail=True, progress=False).fit(_modes(np.random.default_rng(0)))
+    assert calls == [len(_modes(np.random.default_rng(0)))]

@@ -161,7 +161,8 @@ def run_benchmark(
             for seed in seeds:
                 split = spec.split(dataset, noise, seed)
                 for condition in conditions or default_conditions():
-                    if (spec.name, float(noise), int(seed), condition.name) in finished:
+                    if row_key({"dataset": spec.name, "noise": noise, "seed": seed,
+                                "condition": condition.name}) in finished:
                         continue
                     factory = detector_factory(
                         detector, **{**base_kwargs, **(condition.detector_kwargs or {})})
