@@ -387,3 +387,28 @@ def test_magnetic_tile_defects_score_above_normals(mtd):
     det = PatchKNN(feature_cache=FeatureCache(), image_score="topk_mean").fit(Subset(ds, train))
     scores = det.score(Subset(ds, test))
     assert roc_auc_score(labels[test], scores) > 0.7
+
+
+def test_sub_models_can_see_deeper_layers_than_the_final_detector(monkeypatch):
+    """The ablation "sub-models on layers 2+3+4": ``submodel_params`` reaches the stage-1
+    banks only; the final detector, and so its maps, keep the configured layers."""
+    from noisyclean import Purifier
+
+    train, _, _ = _texture_set(n_train=12)
+    seen = []
+    features = PatchKNN._features
+
+    def spy(self, dataset):
+        feats, sizes = features(self, dataset)
+        if not hasattr(self, "memory_bank_"):  # a fit, not a scoring pass
+            seen.append((tuple(sorted(self.layers)), feats[0].shape[0]))
+        return feats, sizes
+
+    monkeypatch.setattr(PatchKNN, "_features", spy)
+    purifier = Purifier(lambda: _fast(), k=3, whole_image=False, progress=False,
+                        submodel_params={"layers": [2, 3, 4]}).fit(train)
+    fits = list(seen)
+    final = purifier.fit_final(train)
+    assert [layers for layers, _ in fits] == [(2, 3, 4)] * 3
+    assert final.layers == (2, 3) and seen[-1][0] == (2, 3)
+    assert fits[0][1] > seen[-1][1]  # layer 4's channels are in the sub-models' features only

@@ -108,6 +108,10 @@ ABLATIONS: tuple[Condition, ...] = (
     _ablation("mutual view + community removal (CoDeGraph)", mutual=True,
               mutual_params={"community": True}),
     _ablation("tail protection (TailedCore)", protect_tail=True),
+    # the deeper mix's better separation for stage 1 only; the final detector and its maps
+    # stay at the default layers (the budget's bank cap split over k = 3, as above)
+    _ablation("sub-models on layers 2+3+4",
+              submodel_params={"coreset_max": 1000, "layers": [2, 3, 4]}),
 )
 """Each strategy of the ablation table: one change from the default. Names hold no comma, so
 that ``--ablation-names`` can list them."""
