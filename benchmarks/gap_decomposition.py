@@ -26,6 +26,7 @@ import sys
 
 import numpy as np
 
+from noisyclean._io import atomic_write_json
 from noisyclean.benchmark import BUDGET_DETECTOR_KWARGS, select_datasets
 from noisyclean.data import labels_of
 from noisyclean.metrics import image_auroc
@@ -135,12 +136,15 @@ def main(path: str) -> None:
                 row = study_split(spec, ds, factory, noise, seed)
                 print(row, flush=True)
                 out.append(row)
-    with open(path, "w") as f:
-        json.dump(out, f, indent=1)
+    atomic_write_json(path, out)
     print(summary(out))
 
 
 if __name__ == "__main__":
+    if len(sys.argv) not in (2, 3) or (sys.argv[1] == "--summary") != (len(sys.argv) == 3):
+        print("usage: python benchmarks/gap_decomposition.py OUT.json | --summary ROWS.json",
+              file=sys.stderr)
+        sys.exit(2)
     if sys.argv[1] == "--summary":
         with open(sys.argv[2]) as f:
             print(summary(json.load(f)))
