@@ -412,3 +412,40 @@ def test_sub_models_can_see_deeper_layers_than_the_final_detector(monkeypatch):
     assert [layers for layers, _ in fits] == [(2, 3, 4)] * 3
     assert final.layers == (2, 3) and seen[-1][0] == (2, 3)
     assert fits[0][1] > seen[-1][1]  # layer 4's channels are in the sub-models' features only
+
+
+def test_score_layers_score_with_deep_levels_and_map_with_the_shallow_ones():
+    """One extraction serves two banks: the maps are exactly those of ``layers`` alone, the
+    image scores exactly those of a detector built on ``score_layers``."""
+    train, test, _ = _texture_set()
+    cache = FeatureCache()
+    split = PatchKNN(coreset_ratio=1.0, feature_cache=cache, score_layers=(2, 3, 4)).fit(train)
+    assert split.n_extracted_ == len(train)  # every level in one pass per image
+    shallow = _fast().fit(train)
+    deep = PatchKNN(coreset_ratio=1.0, feature_cache=cache, layers=(2, 3, 4)).fit(train)
+    assert deep.n_extracted_ == 0  # the same levels, so the same cached features
+    np.testing.assert_allclose(split.score_maps(test), shallow.score_maps(test), rtol=1e-5)
+    np.testing.assert_allclose(split.score(test), deep.score(test), rtol=1e-5)
+    assert not np.allclose(split.score(test), shallow.score(test))
+    assert split.embed(test).shape[1] == shallow.embed(test).shape[1] == 40 + 112
+    assert "score_layers=(2, 3, 4)" in repr(split)
+
+
+def test_score_layers_none_keeps_the_cache_namespace():
+    """Without score_layers nothing changes, so features cached before stay valid."""
+    assert PatchKNN()._namespace("t") == PatchKNN(score_layers=None)._namespace("t")
+    assert "layers=[2, 3]|" in PatchKNN()._namespace("t")
+    assert "layers=[2, 3, 4]|" in PatchKNN(score_layers=(3, 4))._namespace("t")
+
+
+def test_score_layers_errors_say_what_to_write(tmp_path):
+    with pytest.raises(ValueError, match="score_layers must name at least one feature level"):
+        PatchKNN(score_layers=())
+    with pytest.raises(ValueError, match=r"feature levels 0\.\.4.*got layers \(7,\)"):
+        PatchKNN(score_layers=(7,))
+    weights = tmp_path / "r18.pth"
+    import timm
+
+    torch.save(timm.create_model("resnet18").state_dict(), weights)
+    with pytest.raises(ValueError, match="score_layers needs a backbone whose channels"):
+        PatchKNN(backbone="resnet18", weights=str(weights), score_layers=(3,))

@@ -116,6 +116,10 @@ def test_patchknn_caps_its_sub_model_bank_at_its_share():
     assert PatchKNN(coreset_max=5000).submodel_params(1 / 3) == {"coreset_max": math.ceil(5000 / 3)}
     assert PatchKNN(coreset_max=None).submodel_params(1 / 3) == {}
     assert PatchKNN().submodel_params(1.0) == {}
+    # a sub-model only ranks images: one bank of the scoring levels (same extraction)
+    assert PatchKNN(coreset_max=3000, score_layers=(2, 3, 4)).submodel_params(1 / 3) == {
+        "coreset_max": 1000, "layers": (2, 3, 4), "score_layers": None}
+    assert PatchKNN(score_layers=(3, 4)).submodel_params(1.0) == {}  # would extract again
 
 
 def test_patchknn_checks_overrides_as_its_constructor_does():

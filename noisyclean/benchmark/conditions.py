@@ -112,6 +112,9 @@ ABLATIONS: tuple[Condition, ...] = (
     # stay at the default layers (the budget's bank cap split over k = 3, as above)
     _ablation("sub-models on layers 2+3+4",
               submodel_params={"coreset_max": 1000, "layers": [2, 3, 4]}),
+    # the deeper mix's image scores with the default's maps, from one extraction
+    _ablation("image score from layers 2+3+4 (maps 2+3)",
+              detector_kwargs={"score_layers": [2, 3, 4]}, own_baselines=True),
 )
 """Each strategy of the ablation table: one change from the default. Names hold no comma, so
 that ``--ablation-names`` can list them."""

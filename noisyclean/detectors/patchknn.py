@@ -16,6 +16,10 @@ Pipeline (PatchCore, Roth et al. 2022):
 5. Each test patch's distance to its nearest memory patches; the grid of distances is
    upsampled to the image size and smoothed with a Gaussian (sigma 4): the anomaly map. The
    image score is the mean of the map's top 1 % (or its max, as PatchCore).
+
+With ``score_layers`` the image score comes from a second memory bank built from other
+levels of the same extraction (e.g. 2+3+4), while the maps keep ``layers``: a deep level
+sees more of each image but its coarse grid blurs the maps (benchmarks/notes.md).
 """
 
 from __future__ import annotations
@@ -99,6 +103,11 @@ class PatchKNN:
         layers: feature levels to use (level ``i`` has stride ``2 ** (i + 1)``; for
             EfficientNet-Lite0 2: stride 8, 40 channels; 3: stride 16, 112). For a user's timm
             model they index ``forward_intermediates`` (a ViT's blocks).
+        score_layers: feature levels for the image score, when they should differ from the
+            maps' (``None``: the same as ``layers``). Every level of ``layers`` and
+            ``score_layers`` is extracted once, on the grid of the finest of them; the maps
+            come from a memory bank of ``layers``, the image scores from a second bank of
+            ``score_layers``. Needs a built-in backbone (whose channels per level are known).
         image_size: resize every image to this (int or ``(h, w)``) before the backbone;
             ``None`` keeps the dataset's size. Anomaly maps are always at the item's size.
         input_norm: how the dataset normalised its images: ``"imagenet"`` (mean/std of
@@ -182,10 +191,12 @@ class PatchKNN:
         pretrained: bool = True,
         seed: int = 0,
         weights: str | None = None,
+        score_layers: Sequence[int] | None = None,
     ):
         self.backbone = backbone
         self.weights = weights
         self.layers = tuple(int(i) for i in layers)
+        self.score_layers = None if score_layers is None else tuple(int(i) for i in score_layers)
         self.image_size = image_size
         self.input_norm = input_norm
         self.feature_dim = feature_dim
@@ -235,7 +246,18 @@ class PatchKNN:
             bad("coreset", ("greedy", "random"))
         if not self.layers:
             raise ValueError("PatchKNN: layers must name at least one feature level, e.g. (2, 3).")
-        self._spec().check_levels(self.layers)
+        spec = self._spec()
+        spec.check_levels(self.layers)
+        if self.score_layers is not None:
+            if not self.score_layers:
+                raise ValueError("PatchKNN: score_layers must name at least one feature level "
+                                 "(e.g. (2, 3, 4)), or be None to score with layers.")
+            if not spec.channels:
+                raise ValueError(
+                    f"PatchKNN: score_layers needs a backbone whose channels per level are "
+                    f"known (a built-in one); {self.backbone!r} from a file has none. Leave "
+                    "score_layers=None, or choose layers that serve both maps and scores.")
+            spec.check_levels(self.score_layers)
         check_numbers(self, _NUMERIC_PARAMS)
 
     @property
@@ -251,11 +273,30 @@ class PatchKNN:
         """The backbone's registry entry (or the user's-file route): checked when built."""
         return resolve_backbone(self.backbone, self.weights)
 
+    @property
+    def _levels(self) -> tuple[int, ...]:
+        """Every level extracted: those of ``layers`` and ``score_layers``, in order."""
+        return tuple(sorted({int(i) for i in self.layers} | set(self.score_layers or ())))
+
+    def _channels(self, role: str) -> np.ndarray | None:
+        """Indices of ``role``'s levels (``"map"``: ``layers``, ``"score"``:
+        ``score_layers``) among the extracted channels; ``None`` when they are all of them."""
+        wanted = set(self.layers if role == "map" else self.score_layers or self.layers)
+        if wanted == set(self._levels):
+            return None
+        widths = [self._spec().channels[level] for level in self._levels]
+        starts = np.cumsum([0, *widths])
+        return np.concatenate([np.arange(starts[i], starts[i + 1])
+                               for i, level in enumerate(self._levels) if level in wanted])
+
+    def _role_features(self, feats: list[np.ndarray], role: str) -> list[np.ndarray]:
+        """``feats`` restricted to ``role``'s channels (the same arrays when it is all)."""
+        idx = self._channels(role)
+        return feats if idx is None else [f[idx] for f in feats]
+
     def _backbone(self) -> Any:
         """The process-wide frozen backbone (built once, shared by all instances)."""
-        model = shared_backbone(
-            self.backbone, tuple(sorted(self.layers)), self.pretrained, self.weights
-        )
+        model = shared_backbone(self.backbone, self._levels, self.pretrained, self.weights)
         return model.to(self.device)
 
     def _namespace(self, token: str) -> str:
@@ -266,7 +307,7 @@ class PatchKNN:
         """
         spec = self._spec()
         return (
-            f"patchknn/v1|{spec.architecture}|layers={sorted(self.layers)}"
+            f"patchknn/v1|{spec.architecture}|layers={list(self._levels)}"
             f"|{spec.weights_tag(self.pretrained)}|avgpool3"
             f"|size={self._size}|norm={self.input_norm}|{self.cache_dtype}|{token}"
         )
@@ -336,7 +377,8 @@ class PatchKNN:
         return list(feats), [(int(s[0]), int(s[1])) for s in sizes]
 
     def patch_features(self, dataset: Any) -> np.ndarray:
-        """The backbone's patch features ``(n, C, h, w)``, before any projection.
+        """The backbone's patch features ``(n, C, h, w)``, before any projection (every
+        extracted level: those of ``layers`` and of ``score_layers``).
 
         The same arrays the memory bank is built from, through the shared feature cache:
         for analyses that need every patch (the benchmark's strategy study, plots).
@@ -355,6 +397,7 @@ class PatchKNN:
         feats, _ = self._features(dataset)
         if not feats:
             return np.empty((0, 0), dtype=np.float32)
+        feats = self._role_features(feats, "map")
         return np.stack([f.astype(np.float32).mean(axis=(1, 2)) for f in feats])
 
     def patch_embed(self, dataset: Any) -> np.ndarray:
@@ -367,6 +410,7 @@ class PatchKNN:
         feats, _ = self._features(dataset)
         if not feats:
             return np.empty((0, 0, 0), dtype=np.float32)
+        feats = self._role_features(feats, "map")
         x = self._patches(feats, self._projection(feats[0].shape[0]))
         return x.reshape(x.shape[0], -1, x.shape[-1]).numpy()
 
@@ -426,22 +470,44 @@ class PatchKNN:
         keeps the bank proportional to the data the sub-model saw, so the k coresets and
         their out-of-bag searches together cost about one full model. The final detector
         keeps the configured bank.
+
+        With ``score_layers`` covering ``layers``, a sub-model builds one bank of the
+        scoring levels only: it ranks images and draws no maps, and its features are the
+        same extraction.
         """
-        if self.coreset_max is None or not 0.0 < share < 1.0:
-            return {}
-        return {"coreset_max": max(1, math.ceil(int(self.coreset_max) * share))}
+        params: dict[str, Any] = {}
+        if self.coreset_max is not None and 0.0 < share < 1.0:
+            params["coreset_max"] = max(1, math.ceil(int(self.coreset_max) * share))
+        if self.score_layers is not None and set(self.layers) <= set(self.score_layers):
+            params.update(layers=self.score_layers, score_layers=None)
+        return params
 
     def fit(self, dataset: Any) -> PatchKNN:
-        """Build the memory bank from ``dataset`` (all assumed normal)."""
-        import torch
-
+        """Build the memory bank (and with ``score_layers`` the score bank) from
+        ``dataset`` (all assumed normal)."""
         if len(dataset) == 0:
             raise ValueError("PatchKNN.fit got an empty dataset; give it at least one image.")
         feats, _ = self._features(dataset)
-        self.projection_ = self._projection(feats[0].shape[0])
-        x = self._patches(feats)  # (n, h, w, D)
+        map_feats = self._role_features(feats, "map")
+        self.projection_ = self._projection(map_feats[0].shape[0])
+        x = self._patches(map_feats)  # (n, h, w, D)
+        self.grid_ = tuple(x.shape[1:3])
+        self.memory_bank_, self.bank_weights_ = self._bank(x)
+        self.score_projection_ = self.score_bank_ = self.score_bank_weights_ = None
+        if self.score_layers is not None:
+            score_feats = self._role_features(feats, "score")
+            self.score_projection_ = self._projection(score_feats[0].shape[0])
+            self.score_bank_, self.score_bank_weights_ = self._bank(
+                self._patches(score_feats, self.score_projection_))
+        self._faiss_indexes: dict[str, Any] = {}
+        return self
+
+    def _bank(self, x: Any) -> tuple[Any, Any]:
+        """A memory bank (and its patch weights, or ``None``) from patches ``(n, h, w, D)``:
+        the optional patch denoising, then the coreset."""
+        import torch
+
         n, h, w, d = x.shape
-        self.grid_ = (h, w)
         t0 = time.perf_counter()
         weights = None
         bank = x.reshape(-1, d)
@@ -480,10 +546,8 @@ class PatchKNN:
             if weights is not None:
                 weights = weights[idx]
         self._add_time("coreset_s", t0)
-        self.memory_bank_ = bank.contiguous().to(self.device)
-        self.bank_weights_ = None if weights is None else weights.to(self.device)
-        self._faiss_index = None
-        return self
+        return (bank.contiguous().to(self.device),
+                None if weights is None else weights.to(self.device))
 
     def _coreset_size(self, n_patches: int) -> int:
         if self.coreset_ratio is None or self.coreset_ratio >= 1:
@@ -495,8 +559,10 @@ class PatchKNN:
         return min(n, n_patches)
 
     def score(self, dataset: Any) -> np.ndarray:
-        """Image anomaly scores ``(n,)``: the max (or top-fraction mean) of each map."""
-        scores = [self._reduce(m) for m in self._iter_maps(dataset)]
+        """Image anomaly scores ``(n,)``: the max (or top-fraction mean) of each map (with
+        ``score_layers``, of each map against the score bank)."""
+        role = "map" if self.score_layers is None else "score"
+        scores = [self._reduce(m) for m in self._iter_maps(dataset, role)]
         return np.asarray(scores, dtype=np.float64)
 
     def score_maps(self, dataset: Any) -> np.ndarray:
@@ -515,20 +581,23 @@ class PatchKNN:
         k = max(1, math.ceil(self.topk * flat.size))
         return float(np.partition(flat, flat.size - k)[flat.size - k :].mean())
 
-    def _iter_maps(self, dataset: Any):
-        """Yield each image's smoothed anomaly map ``(H, W)``, in dataset order."""
+    def _iter_maps(self, dataset: Any, role: str = "map"):
+        """Yield each image's smoothed anomaly map ``(H, W)``, in dataset order, against the
+        ``role``'s bank (``"map"``: ``layers``, ``"score"``: ``score_layers``)."""
         if not hasattr(self, "memory_bank_"):
             raise RuntimeError("PatchKNN is not fitted; call fit(dataset) first.")
         if len(dataset) == 0:
             return
         feats, sizes = self._features(dataset)
+        feats = self._role_features(feats, role)
+        projection = self.projection_ if role == "map" else self.score_projection_
         t_knn = t_map = 0.0
         step = max(1, int(self.batch_size))
         for start in range(0, len(feats), step):
             t0 = time.perf_counter()
-            x = self._patches(feats[start : start + step]).to(self.device)
+            x = self._patches(feats[start : start + step], projection).to(self.device)
             b, h, w, d = x.shape
-            dist = self._patch_distances(x.reshape(-1, d)).reshape(b, 1, h, w)
+            dist = self._patch_distances(x.reshape(-1, d), role).reshape(b, 1, h, w)
             t1 = time.perf_counter()
             t_knn += t1 - t0
             batch_sizes = sizes[start : start + b]
@@ -544,15 +613,18 @@ class PatchKNN:
         self.timings_["knn_s"] = self.timings_.get("knn_s", 0.0) + t_knn
         self.timings_["maps_s"] = self.timings_.get("maps_s", 0.0) + t_map
 
-    def _patch_distances(self, queries: Any) -> Any:
-        """Each query patch's (weighted) mean distance to its nearest memory patches."""
-        k = min(self.n_neighbors, self.memory_bank_.shape[0])
+    def _patch_distances(self, queries: Any, role: str = "map") -> Any:
+        """Each query patch's (weighted) mean distance to its nearest memory patches in
+        ``role``'s bank."""
+        bank, weights = ((self.memory_bank_, self.bank_weights_) if role == "map"
+                         else (self.score_bank_, self.score_bank_weights_))
+        k = min(self.n_neighbors, bank.shape[0])
         if self._knn_backend() == "faiss":
-            dist, idx = self._faiss_search(queries, k)
+            dist, idx = self._faiss_search(queries, k, role, bank)
         else:
-            dist, idx = knn_torch(queries, self.memory_bank_, k, self.knn_chunk_bytes)
-        if self.bank_weights_ is not None:
-            dist = dist * self.bank_weights_[idx]
+            dist, idx = knn_torch(queries, bank, k, self.knn_chunk_bytes)
+        if weights is not None:
+            dist = dist * weights[idx]
         return dist.mean(dim=1)
 
     def _knn_backend(self) -> str:
@@ -567,22 +639,27 @@ class PatchKNN:
             return "torch"
         return "faiss"
 
-    def _faiss_search(self, queries: Any, k: int) -> tuple[Any, Any]:
-        if getattr(self, "_faiss_index", None) is None:
-            self._faiss_index = faiss_index(self.memory_bank_)
-        return knn_faiss(self._faiss_index, queries, k)
+    def _faiss_search(self, queries: Any, k: int, role: str, bank: Any) -> tuple[Any, Any]:
+        indexes = getattr(self, "_faiss_indexes", None)
+        if indexes is None:
+            indexes = self._faiss_indexes = {}
+        if role not in indexes:
+            indexes[role] = faiss_index(bank)
+        return knn_faiss(indexes[role], queries, k)
 
     def __getstate__(self) -> dict[str, Any]:
         # A faiss index cannot be pickled; it is rebuilt lazily from the memory bank.
         state = self.__dict__.copy()
-        state["_faiss_index"] = None
+        state["_faiss_indexes"] = {}
         if isinstance(state.get("feature_cache"), FeatureCache):
             state["feature_cache"] = None  # a process's cache does not travel with a model
         return state
 
     def __repr__(self) -> str:
         return (
-            f"PatchKNN(layers={self.layers}, image_size={self.image_size}, "
+            f"PatchKNN(layers={self.layers}, "
+            + (f"score_layers={self.score_layers}, " if self.score_layers is not None else "")
+            + f"image_size={self.image_size}, "
             f"coreset_ratio={self.coreset_ratio}, image_score={self.image_score!r}, "
             f"patch_denoise={self.patch_denoise!r})"
         )
