@@ -21,16 +21,13 @@ Run from the repository root (about 10 min on 2 cores with a warm feature cache)
 
 ``--summary`` instead prints the table of rows already written.
 """
-import json
 import sys
 
 import numpy as np
 
-from noisyclean._io import atomic_write_json
-from noisyclean.benchmark import BUDGET_DETECTOR_KWARGS, select_datasets
+from noisyclean.benchmark.study import run_study
 from noisyclean.data import labels_of
 from noisyclean.metrics import image_auroc
-from noisyclean.plugins import detector_factory
 from noisyclean.purifier import Purifier
 from noisyclean.samples import Subset
 
@@ -126,27 +123,5 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(path: str) -> None:
-    out = []
-    for spec in select_datasets("magnetic-tile,piped"):
-        ds = spec.load(spec.image_size)
-        factory = detector_factory("patchknn", **BUDGET_DETECTOR_KWARGS)
-        for noise in (0.0, 0.1, 0.2, 0.4):
-            for seed in (0, 1, 2):
-                row = study_split(spec, ds, factory, noise, seed)
-                print(row, flush=True)
-                out.append(row)
-    atomic_write_json(path, out)
-    print(summary(out))
-
-
 if __name__ == "__main__":
-    if len(sys.argv) not in (2, 3) or (sys.argv[1] == "--summary") != (len(sys.argv) == 3):
-        print("usage: python benchmarks/gap_decomposition.py OUT.json | --summary ROWS.json",
-              file=sys.stderr)
-        sys.exit(2)
-    if sys.argv[1] == "--summary":
-        with open(sys.argv[2]) as f:
-            print(summary(json.load(f)))
-    else:
-        main(sys.argv[1])
+    run_study(study_split, summary, sys.argv[1:], __file__)

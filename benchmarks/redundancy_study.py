@@ -13,14 +13,14 @@ sit in the upper tail, so the median is mostly about the normals.
 Run from the repository root (a few minutes on 2 cores with a warm feature cache)::
 
     python benchmarks/redundancy_study.py benchmarks/redundancy-study.json
+
+``--summary`` instead prints the table of rows already written.
 """
 import sys
 
 import numpy as np
 
-from noisyclean._io import atomic_write_json
-from noisyclean.benchmark import BUDGET_DETECTOR_KWARGS, select_datasets
-from noisyclean.plugins import detector_factory
+from noisyclean.benchmark.study import run_study
 from noisyclean.samples import Subset
 
 
@@ -61,22 +61,5 @@ def summary(rows: list[dict]) -> str:
     return "\n".join(lines)
 
 
-def main(path: str) -> None:
-    out = []
-    for spec in select_datasets("magnetic-tile,piped"):
-        ds = spec.load(spec.image_size)
-        factory = detector_factory("patchknn", **BUDGET_DETECTOR_KWARGS)
-        for noise in (0.0, 0.1, 0.2, 0.4):
-            for seed in (0, 1, 2):
-                row = study_split(spec, ds, factory, noise, seed)
-                print(row, flush=True)
-                out.append(row)
-    atomic_write_json(path, out)
-    print(summary(out))
-
-
 if __name__ == "__main__":
-    if len(sys.argv) != 2:
-        print("usage: python benchmarks/redundancy_study.py OUT.json", file=sys.stderr)
-        sys.exit(2)
-    main(sys.argv[1])
+    run_study(study_split, summary, sys.argv[1:], __file__)

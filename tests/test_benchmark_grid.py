@@ -17,6 +17,7 @@ from noisyclean.benchmark import (
     ablation_conditions,
     default_conditions,
     gap_closed,
+    grid_splits,
     headline_table,
     paired_wins,
     run_benchmark,
@@ -215,3 +216,32 @@ def test_resume_without_rows_json_is_refused_before_any_work(tmp_path: Path):
     result = CliRunner().invoke(app, ["benchmark", "--resume", "--out", str(page)])
     assert result.exit_code == 2 and "--resume needs --rows-json" in result.output
     assert "Traceback" not in result.output and not page.exists()
+
+
+def test_grid_splits_walk_the_benchmark_grid_loading_each_data_set_once(tmp_path: Path):
+    root = tiny_piped(tmp_path)
+    walked = list(grid_splits("piped", noise_ratios=(0.0, 0.2), seeds=(0, 1), piped_root=root))
+    assert [(s.name, n, seed) for s, _, n, seed in walked] == [
+        (c, n, seed) for c in ("piped/PA_A", "piped/PA_B") for n in (0.0, 0.2) for seed in (0, 1)]
+    assert len({id(data) for _, data, _, _ in walked}) == 2  # one load per data set
+    spec, data, noise, seed = walked[3]
+    split = spec.split(data, noise, seed)  # the benchmark's own split of that cell
+    assert len(split.train_indices) > 0 and len(data) == 24
+
+
+def test_a_study_script_reads_its_command_line_before_any_work(tmp_path: Path, capsys):
+    from noisyclean.benchmark.study import run_study
+
+    def never(*_):
+        raise AssertionError("no split may be studied on a wrong command line")
+
+    for argv in ([], ["a.json", "b.json"], ["--summary"], ["--rows", "x.json"]):
+        with pytest.raises(SystemExit) as info:
+            run_study(never, never, argv, "benchmarks/x_study.py")
+        assert info.value.code == 2
+        assert capsys.readouterr().err.strip() == (
+            "usage: python benchmarks/x_study.py OUT.json | --summary ROWS.json")
+    rows = tmp_path / "rows.json"
+    rows.write_text('[{"noise": 0.1}, {"noise": 0.2}]', encoding="utf-8")
+    run_study(never, lambda r: f"{len(r)} rows", ["--summary", str(rows)], "x_study.py")
+    assert capsys.readouterr().out.strip() == "2 rows"

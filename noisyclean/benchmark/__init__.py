@@ -35,6 +35,7 @@ from noisyclean.benchmark.conditions import (
 from noisyclean.benchmark.cost import cold_timing, cold_timings
 from noisyclean.benchmark.datasets import (
     BenchmarkDataset,
+    grid_splits,
     magnetic_tile,
     piped,
     select_datasets,
@@ -100,6 +101,7 @@ __all__ = [
     "default_conditions",
     "diagnostic_table",
     "gap_closed",
+    "grid_splits",
     "headline_table",
     "is_benchmark_page",
     "is_rows_file",

@@ -16,12 +16,17 @@ that training set's normals. What differs per data set is only the held-out shar
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from noisyclean.benchmark.settings import BUDGET_IMAGE_SIZE, PIPED_IMAGE_SIZE
+from noisyclean.benchmark.settings import (
+    BUDGET_IMAGE_SIZE,
+    NOISE_RATIOS,
+    PIPED_IMAGE_SIZE,
+    SEEDS,
+)
 
 MTD = "magnetic-tile"
 PIPED_FAMILY = "piped"
@@ -129,6 +134,26 @@ def select_datasets(
             raise ValueError(f"unknown data set {name!r}; choose from {', '.join(FAMILIES)} "
                              f"or {PIPED_FAMILY}/<class>")
     return list({d.name: d for d in out}.values())
+
+
+def grid_splits(
+    names: str | Sequence[str] = FAMILIES,
+    noise_ratios: Sequence[float] = NOISE_RATIOS,
+    seeds: Sequence[int] = SEEDS,
+    **roots: Any,
+) -> Iterator[tuple[BenchmarkDataset, Any, float, int]]:
+    """Each ``(data set, its loaded samples, noise ratio, seed)`` of the benchmark's grid, in
+    the grid's order, each data set loaded once at its benchmark size.
+
+    What the study scripts in ``benchmarks/`` loop over, so that each measures on exactly
+    the benchmark's splits (``spec.split(data, noise, seed)``). ``roots`` are
+    :func:`select_datasets`' ``mtd_root`` and ``piped_root``.
+    """
+    for spec in select_datasets(names, **roots):
+        data = spec.load(spec.image_size)
+        for noise in noise_ratios:
+            for seed in seeds:
+                yield spec, data, noise, seed
 
 
 def _require_root(root: Any, find: Callable[[], Any], what: str, env_var: str) -> None:
