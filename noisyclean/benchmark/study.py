@@ -24,24 +24,26 @@ def run_study(study_split: Callable[..., dict], summary: Callable[[list[dict]], 
     (both data sets, every noise ratio and seed), prints each row, writes the rows to
     ``OUT.json`` atomically and prints ``summary(rows)``; ``--summary ROWS.json`` prints the
     summary of rows already written. Any other command line gets one usage line and exit
-    status 2.
+    status 2. It speaks through ``typer.echo``, as the CLI does: this is a script's face.
     """
+    import typer
+
     from noisyclean._io import atomic_write_json
     from noisyclean.plugins import detector_factory
 
     args = list(argv)
     if len(args) == 2 and args[0] == "--summary":
-        print(summary(json.loads(Path(args[1]).read_text(encoding="utf-8"))))
+        typer.echo(summary(json.loads(Path(args[1]).read_text(encoding="utf-8"))))
         return
     if len(args) != 1 or args[0].startswith("-"):
         name = Path(script).name
-        print(f"usage: python benchmarks/{name} OUT.json | --summary ROWS.json",
-              file=sys.stderr)
+        typer.echo(f"usage: python benchmarks/{name} OUT.json | --summary ROWS.json",
+                   err=True)
         sys.exit(2)
     factory = detector_factory("patchknn", **BUDGET_DETECTOR_KWARGS)
     rows: list[dict[str, Any]] = []
     for spec, data, noise, seed in grid_splits():
         rows.append(study_split(spec, data, factory, noise, seed))
-        print(rows[-1], flush=True)
+        typer.echo(rows[-1])  # progress: each cell's row as it is done
     atomic_write_json(args[0], rows)
-    print(summary(rows))
+    typer.echo(summary(rows))
