@@ -336,15 +336,16 @@ class BackboneSpec:
             return f"file-sha256:{file_digest(self.weights_file)}"
         return Path(self.weights_relpath or "").stem
 
-    def check_levels(self, levels: Sequence[int]) -> None:
-        """Refuse feature levels this backbone does not have, naming the ones it has."""
+    def check_levels(self, levels: Sequence[int], name: str = "layers") -> None:
+        """Refuse feature levels this backbone does not have, naming the ones it has (and
+        the setting, ``name``, that asked for them)."""
         if not self.channels:
             return
         bad = [i for i in levels if not 0 <= int(i) < len(self.channels)]
         if bad:
             raise ValueError(
                 f"backbone {self.name!r} has feature levels 0..{len(self.channels) - 1} "
-                f"(channels {self.channels}); got layers {tuple(levels)}."
+                f"(channels {self.channels}); got {name} {tuple(levels)}."
             )
 
 

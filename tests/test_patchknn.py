@@ -441,8 +441,13 @@ def test_score_layers_none_keeps_the_cache_namespace():
 def test_score_layers_errors_say_what_to_write(tmp_path):
     with pytest.raises(ValueError, match="score_layers must name at least one feature level"):
         PatchKNN(score_layers=())
-    with pytest.raises(ValueError, match=r"feature levels 0\.\.4.*got layers \(7,\)"):
+    with pytest.raises(ValueError, match=r"feature levels 0\.\.4.*got score_layers \(7,\)"):
         PatchKNN(score_layers=(7,))
+    for name in ("layers", "score_layers"):  # a string is not read character by character
+        with pytest.raises(TypeError, match=f"{name} must be a list of feature levels such "
+                                            r"as \[2, 3\], got '2,3'"):
+            PatchKNN(**{name: "2,3"})
+    assert PatchKNN().set_params(score_layers=[2, 3, 4]).score_layers == (2, 3, 4)
     weights = tmp_path / "r18.pth"
     import timm
 

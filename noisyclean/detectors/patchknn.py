@@ -85,6 +85,22 @@ its parameters are set, so that a typo such as ``coreset_max="5k"`` fails there,
 setting, and not minutes later inside ``fit`` with a bare ``int()`` error."""
 
 
+def _levels_tuple(name: str, value: Any) -> tuple[int, ...]:
+    """``value`` (a list of feature levels) as a tuple of ints, or an error naming ``name``.
+
+    A string is refused rather than read character by character: ``"2,3"`` would otherwise
+    fail on the comma with a bare ``int()`` error.
+    """
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise TypeError(f"PatchKNN: {name} must be a list of feature levels such as "
+                        f"[2, 3], got {value!r}.")
+    try:
+        return tuple(int(i) for i in value)
+    except (TypeError, ValueError):
+        raise TypeError(f"PatchKNN: {name} must be a list of feature levels such as "
+                        f"[2, 3], got {value!r}.") from None
+
+
 _FITTED = object()
 """``_patches``' default: use the projection chosen at ``fit``."""
 
@@ -195,8 +211,9 @@ class PatchKNN:
     ):
         self.backbone = backbone
         self.weights = weights
-        self.layers = tuple(int(i) for i in layers)
-        self.score_layers = None if score_layers is None else tuple(int(i) for i in score_layers)
+        self.layers = _levels_tuple("layers", layers)
+        self.score_layers = None if score_layers is None else _levels_tuple("score_layers",
+                                                                           score_layers)
         self.image_size = image_size
         self.input_norm = input_norm
         self.feature_dim = feature_dim
@@ -244,11 +261,13 @@ class PatchKNN:
             bad("cache_dtype", FEATURE_DTYPES)
         if self.coreset not in ("greedy", "random"):
             bad("coreset", ("greedy", "random"))
+        self.layers = _levels_tuple("layers", self.layers)  # set_params may hand a list
         if not self.layers:
             raise ValueError("PatchKNN: layers must name at least one feature level, e.g. (2, 3).")
         spec = self._spec()
         spec.check_levels(self.layers)
         if self.score_layers is not None:
+            self.score_layers = _levels_tuple("score_layers", self.score_layers)
             if not self.score_layers:
                 raise ValueError("PatchKNN: score_layers must name at least one feature level "
                                  "(e.g. (2, 3, 4)), or be None to score with layers.")
@@ -257,7 +276,7 @@ class PatchKNN:
                     f"PatchKNN: score_layers needs a backbone whose channels per level are "
                     f"known (a built-in one); {self.backbone!r} from a file has none. Leave "
                     "score_layers=None, or choose layers that serve both maps and scores.")
-            spec.check_levels(self.score_layers)
+            spec.check_levels(self.score_layers, "score_layers")
         check_numbers(self, _NUMERIC_PARAMS)
 
     @property
