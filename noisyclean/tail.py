@@ -26,19 +26,22 @@ from __future__ import annotations
 
 import numpy as np
 
-from noisyclean.whole_image import standardized
+from noisyclean.whole_image import neighbor_distances, standardized
 
 DEFAULT_SHARE = 0.25
 DEFAULT_MIN_MEMBERS = 3
 WORKING_MEMORY_MB = 64
 
 
-def mode_sizes(embeddings: np.ndarray, neighbors: int) -> np.ndarray:
+def mode_sizes(embeddings: np.ndarray, neighbors: int,
+               distances: np.ndarray | None = None) -> np.ndarray:
     """``(n,)``: the number of samples in each sample's mode.
 
     Samples closer than the typical in-mode spacing are linked (the median, over samples,
     of the distance to the ``neighbors``-th nearest other sample, in embeddings
     standardised per dimension); a mode is a connected group of linked samples.
+    ``distances``: those per-sample distances, when the caller already has them
+    (:func:`noisyclean.whole_image.neighbor_distances`), so that the search is not repeated.
     """
     from scipy.sparse.csgraph import connected_components
     from sklearn import config_context
@@ -48,11 +51,11 @@ def mode_sizes(embeddings: np.ndarray, neighbors: int) -> np.ndarray:
     n = z.shape[0]
     if n < 3:
         return np.full(n, n, dtype=np.int64)
-    kth = min(int(neighbors), n - 1)
+    if distances is None:
+        distances = neighbor_distances(embeddings, neighbors)
     with config_context(working_memory=WORKING_MEMORY_MB):
-        index = NearestNeighbors(algorithm="brute").fit(z)
-        dist, _ = index.kneighbors(n_neighbors=kth)
-        graph = index.radius_neighbors_graph(radius=float(np.median(dist[:, -1])))
+        graph = NearestNeighbors(algorithm="brute").fit(z).radius_neighbors_graph(
+            radius=float(np.median(distances)))
     _, labels = connected_components(graph, directed=False)
     return np.bincount(labels)[labels]
 

@@ -38,8 +38,10 @@ def whole_image_views(probe: Any, dataset: Any, cache: ScoreCache | None, neighb
         return whole_image_mod.embeddings_of(probe.instance(), dataset)
 
     emb = _cached(cache, "whole_image_embeddings", len(dataset), embed)
-    return (whole_image_mod.outlier_scores(emb, int(neighbors)) if scores else None,
-            tail_mod.tail_mask(tail_mod.mode_sizes(emb, int(neighbors))) if tail else None)
+    dist = whole_image_mod.neighbor_distances(emb, int(neighbors))  # one search for both
+    return (dist ** 2 if scores else None,
+            tail_mod.tail_mask(tail_mod.mode_sizes(emb, int(neighbors), dist)) if tail
+            else None)
 
 
 def mutual_view_scores(probe: Any, dataset: Any, cache: ScoreCache | None, mode: bool | str,

@@ -49,11 +49,18 @@ def embeddings_of(detector: Any, dataset: Any) -> np.ndarray:
 
 
 def outlier_scores(embeddings: np.ndarray, neighbors: int = DEFAULT_NEIGHBORS) -> np.ndarray:
-    """Each sample's squared distance to its ``neighbors``-th nearest *other* sample.
+    """Each sample's squared distance to its ``neighbors``-th nearest *other* sample
+    (:func:`neighbor_distances`, squared). Higher means more unusual as a whole."""
+    return neighbor_distances(embeddings, neighbors) ** 2
+
+
+def neighbor_distances(embeddings: np.ndarray, neighbors: int) -> np.ndarray:
+    """Each sample's distance to its ``neighbors``-th nearest *other* sample.
 
     Embeddings are standardised per dimension first (constant dimensions are left at 0), so
-    no channel dominates by its scale. ``neighbors`` is capped at ``n - 1``. Higher means
-    more unusual as a whole.
+    no channel dominates by its scale. ``neighbors`` is capped at ``n - 1``. The whole-image
+    view squares these; tail protection (:mod:`noisyclean.tail`) takes their median as the
+    spacing within a mode, so one search serves both.
     """
     from sklearn import config_context
     from sklearn.neighbors import NearestNeighbors
@@ -66,7 +73,7 @@ def outlier_scores(embeddings: np.ndarray, neighbors: int = DEFAULT_NEIGHBORS) -
     # kneighbors() without queries leaves each sample out of its own neighbours
     with config_context(working_memory=WORKING_MEMORY_MB):
         dist, _ = NearestNeighbors(n_neighbors=kth, algorithm="brute").fit(z).kneighbors()
-    return dist[:, -1] ** 2
+    return dist[:, -1]
 
 
 def standardized(embeddings: np.ndarray) -> np.ndarray:

@@ -159,3 +159,14 @@ def test_the_whole_image_view_and_the_tail_share_one_embedding_pass():
 
     Purifier(Counting, k=3, protect_tail=True, progress=False).fit(_modes(np.random.default_rng(0)))
     assert calls == [len(_modes(np.random.default_rng(0)))]
+
+
+def test_mode_sizes_reuse_the_whole_image_views_neighbour_distances():
+    """The views compute the k-th neighbour distances once; handing them to mode_sizes gives
+    the very modes it finds on its own."""
+    from noisyclean.whole_image import neighbor_distances, outlier_scores
+
+    emb = _modes(np.random.default_rng(3))
+    dist = neighbor_distances(emb, 5)
+    np.testing.assert_array_equal(ta.mode_sizes(emb, 5, dist), ta.mode_sizes(emb, 5))
+    np.testing.assert_allclose(outlier_scores(emb, 5), dist ** 2)
