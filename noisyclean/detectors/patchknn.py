@@ -211,9 +211,8 @@ class PatchKNN:
     ):
         self.backbone = backbone
         self.weights = weights
-        self.layers = _levels_tuple("layers", layers)
-        self.score_layers = None if score_layers is None else _levels_tuple("score_layers",
-                                                                           score_layers)
+        self.layers = layers  # both made tuples of ints by _check_params, below
+        self.score_layers = score_layers
         self.image_size = image_size
         self.input_norm = input_norm
         self.feature_dim = feature_dim
@@ -261,7 +260,8 @@ class PatchKNN:
             bad("cache_dtype", FEATURE_DTYPES)
         if self.coreset not in ("greedy", "random"):
             bad("coreset", ("greedy", "random"))
-        self.layers = _levels_tuple("layers", self.layers)  # set_params may hand a list
+        # from the constructor or set_params: a tuple of ints, or a clear error
+        self.layers = _levels_tuple("layers", self.layers)
         if not self.layers:
             raise ValueError("PatchKNN: layers must name at least one feature level, e.g. (2, 3).")
         spec = self._spec()
@@ -295,7 +295,7 @@ class PatchKNN:
     @property
     def _levels(self) -> tuple[int, ...]:
         """Every level extracted: those of ``layers`` and ``score_layers``, in order."""
-        return tuple(sorted({int(i) for i in self.layers} | set(self.score_layers or ())))
+        return tuple(sorted(set(self.layers) | set(self.score_layers or ())))
 
     def _channels(self, role: str) -> np.ndarray | None:
         """Indices of ``role``'s levels (``"map"``: ``layers``, ``"score"``:
