@@ -8,8 +8,9 @@ whole-image embeddings, 5th neighbour) with the benchmark's budget detector. Run
 repository root (about 30 min on 2 shared cores)::
 
     python benchmarks/views_diagnostics.py benchmarks/views-diagnostics.json
+
+``--summary`` instead prints the table of rows already written.
 """
-import json
 import sys
 
 import numpy as np
@@ -18,31 +19,40 @@ from noisyclean import community as co
 from noisyclean import mutual as mu
 from noisyclean import tail as ta
 from noisyclean import whole_image as wi
-from noisyclean.benchmark import BUDGET_DETECTOR_KWARGS, select_datasets
+from noisyclean.benchmark.study import run_study
 from noisyclean.data import labels_of
-from noisyclean.plugins import detector_factory
 from noisyclean.samples import Subset
 
-out = []
-for spec in select_datasets("magnetic-tile,piped"):
-    ds = spec.load(spec.image_size)
-    det = detector_factory("patchknn", **BUDGET_DETECTOR_KWARGS)()
-    for noise in (0.0, 0.1, 0.2, 0.4):
-        for seed in (0, 1, 2):
-            split = spec.split(ds, noise, seed)
-            train = Subset(ds, split.train_indices)
-            y = labels_of(train) == 1
-            patches = mu.patch_embeddings_of(det, train)
-            n = len(train)
-            rng = np.random.default_rng(seed)
-            refs = np.sort(rng.permutation(n)[: min(128, n)])
-            dist = mu.image_distances(patches, refs, 32, seed=seed)
-            flagged = co.communities(dist, refs, np.arange(len(refs)))
-            emb = wi.embeddings_of(det, train)
-            protected = ta.tail_mask(ta.mode_sizes(emb, 5))
-            row = dict(dataset=spec.name, noise=noise, seed=seed, n=n, defects=int(y.sum()),
-                       flagged=int(flagged.sum()), flagged_defects=int((flagged & y).sum()),
-                       protected=int(protected.sum()), protected_defects=int((protected & y).sum()))
-            print(row, flush=True)
-            out.append(row)
-json.dump(out, open(sys.argv[1], 'w'), indent=1)
+COUNTS = ("defects", "flagged", "flagged_defects", "protected", "protected_defects")
+
+
+def study_split(spec, ds, factory, noise: float, seed: int) -> dict:
+    det = factory()
+    train = Subset(ds, spec.split(ds, noise, seed).train_indices)
+    y = labels_of(train) == 1
+    patches = mu.patch_embeddings_of(det, train)
+    n = len(train)
+    rng = np.random.default_rng(seed)
+    refs = np.sort(rng.permutation(n)[: min(128, n)])
+    dist = mu.image_distances(patches, refs, 32, seed=seed)
+    flagged = co.communities(dist, refs, np.arange(len(refs)))
+    protected = ta.tail_mask(ta.mode_sizes(wi.embeddings_of(det, train), 5))
+    return dict(dataset=spec.name, noise=noise, seed=seed, n=n, defects=int(y.sum()),
+                flagged=int(flagged.sum()), flagged_defects=int((flagged & y).sum()),
+                protected=int(protected.sum()), protected_defects=int((protected & y).sum()))
+
+
+def summary(rows: list[dict]) -> str:
+    """The counts summed over seeds (and PIPED's classes), per family and noise ratio."""
+    lines = ["| data set | noise | " + " | ".join(COUNTS) + " |", "|---" * (2 + len(COUNTS)) + "|"]
+    for family in sorted({r["dataset"].split("/")[0] for r in rows}):
+        for noise in sorted({r["noise"] for r in rows}):
+            group = [r for r in rows
+                     if r["dataset"].split("/")[0] == family and r["noise"] == noise]
+            lines.append(f"| {family} | {noise} | "
+                         + " | ".join(str(sum(r[c] for r in group)) for c in COUNTS) + " |")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    run_study(study_split, summary, sys.argv[1:], __file__)
