@@ -9,11 +9,12 @@ from typing import Annotated
 import typer
 
 import noisyclean
-from noisyclean.cli_errors import in_cli_words, one_line
+from noisyclean.cli_errors import OneLineUsageErrors, in_cli_words, one_line
 from noisyclean.outdir import OutputFolderError, check_own_target
 
 app = typer.Typer(
     name="noisyclean",
+    cls=OneLineUsageErrors,
     help="Purify contaminated training sets for unsupervised anomaly detection.",
     no_args_is_help=True,
     add_completion=False,

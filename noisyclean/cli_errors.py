@@ -9,6 +9,15 @@ just before showing it as one line.
 from __future__ import annotations
 
 import re
+import sys
+
+import typer
+from typer.core import TyperGroup
+
+try:  # typer 0.22 and later carry their own copy of click
+    from typer._click import exceptions as click_errors
+except ImportError:  # pragma: no cover - older typer, on the click package
+    from click import exceptions as click_errors
 
 FLAGS: dict[str, str] = {
     "on_error": "--skip-bad",
@@ -54,3 +63,34 @@ def in_cli_words(message: str) -> str:
 def one_line(message: str) -> str:
     """The message on one line (a user error is one line, however it was raised)."""
     return " ".join(message.split())
+
+
+class OneLineUsageErrors(TyperGroup):
+    """The command group, with click's own usage errors shown as one line, like ours.
+
+    Why: a mistyped flag or a missing argument is caught by click before any command runs, and
+    typer shows it as a usage line and a framed box. Every other user error of this CLI is one
+    ``error: ...`` line with exit status 2, and a script or a user reading the terminal should
+    not have to tell the two apart. Everything else (help, ``--version``, exit codes) is left to
+    typer.
+    """
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True,
+             **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click_errors.UsageError as exc:
+            if type(exc).__name__ != "NoArgsIsHelpError":  # that one has printed the help
+                where = f"; see '{exc.ctx.command_path} --help'" if exc.ctx is not None else ""
+                typer.secho(f"error: {one_line(exc.format_message()).rstrip('.')}{where}", err=True,
+                            fg=typer.colors.RED)
+            sys.exit(exc.exit_code)
+        except click_errors.ClickException as exc:
+            exc.show()
+            sys.exit(exc.exit_code)
+        except (click_errors.Abort, typer.Abort):
+            typer.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)

@@ -104,6 +104,21 @@ def test_out_holding_an_earlier_run_needs_overwrite(images, tmp_path, saved_run)
     assert "earlier noisyclean run" in line and "--out" in line
 
 
+@pytest.mark.parametrize(("args", "flag", "says"), [
+    (["purify", "--kep", "0.5"], "--kep", "No such option"),
+    (["purify", "IMAGES", "--out", "OUT", "--k", "three"], "--k", "valid integer"),
+    (["purify"], "data_dir", "Missing argument"),
+    (["purfy", "IMAGES"], "purfy", "No such command"),
+])
+def test_mistakes_click_catches_are_one_line_too(images, tmp_path, args, flag, says):
+    """Typos caught while parsing, before any command runs, read like every other error."""
+    args = [str(images) if a == "IMAGES" else str(tmp_path / "out") if a == "OUT" else a
+            for a in args]
+    line = misuse(args, images, flag=flag)
+    assert says in line and "--help'" in line
+    assert not (tmp_path / "out").exists()
+
+
 @pytest.mark.parametrize(("keep", "says"), [
     ("1", "write --keep 1.0 to keep every sample, or --keep-count 1"),
     ("5", "--keep-count 5"),
