@@ -370,7 +370,6 @@ def benchmark_cmd(
     The defaults fit the whole grid into 30 minutes on 2 CPU cores (Magnetic Tile at 160 px,
     64-dimensional features, a 3,000-patch bank); see ``noisyclean.benchmark.settings``.
     """
-    import json
     import shlex
     import sys
     import time
@@ -383,7 +382,7 @@ def benchmark_cmd(
         default_conditions,
         headline_table,
         is_benchmark_page,
-        is_rows_file,
+        read_rows,
         run_benchmark,
         select_datasets,
         write_markdown,
@@ -398,10 +397,13 @@ def benchmark_cmd(
         _fail_clearly(exc)
     if notes is not None and not notes.is_file():
         _fail_clearly(_UserError(f"--notes {notes} is not a readable file."))
+    earlier = (read_rows(rows_json) if rows_json is not None and rows_json.is_file()
+               else None)
     try:  # never replace a file noisyclean did not write, and say so before the grid runs
         check_own_target(out, is_benchmark_page, "benchmark page", "--out")
         if rows_json is not None:
-            check_own_target(rows_json, is_rows_file, "rows JSON", "--rows-json")
+            check_own_target(rows_json, lambda _: earlier is not None, "rows JSON",
+                             "--rows-json")
     except OutputFolderError as exc:
         _fail_clearly(exc)
     if resume and rows_json is None:
@@ -417,8 +419,7 @@ def benchmark_cmd(
     except ValueError as exc:
         _fail_clearly(_UserError(f"--ablation-names: {exc}"))
     start = time.perf_counter()
-    rows: list[dict] = (json.loads(rows_json.read_text(encoding="utf-8"))
-                        if resume and rows_json.exists() else [])
+    rows: list[dict] = list(earlier or []) if resume else []
     if rows:
         typer.echo(f"resuming: {len(rows)} rows of {rows_json} are kept")
 

@@ -239,7 +239,7 @@ def test_benchmark_never_replaces_a_users_file(tmp_path, flag):
 
 
 def test_benchmark_may_replace_its_own_page_and_rows(tmp_path):
-    from noisyclean.benchmark import is_benchmark_page, is_rows_file, write_markdown
+    from noisyclean.benchmark import is_benchmark_page, is_rows_file, read_rows, write_markdown
 
     rows = [{"dataset": "piped/x", "noise": 0.0, "seed": 0, "condition": "noisy",
              "image_auroc": 0.9}]
@@ -250,6 +250,9 @@ def test_benchmark_may_replace_its_own_page_and_rows(tmp_path):
     (tmp_path / "other.json").write_text(json.dumps([{"mine": 1}]))
     assert not is_benchmark_page(tmp_path / "other.md")
     assert not is_rows_file(tmp_path / "other.json")
+    assert read_rows(tmp_path / "rows.json") == rows  # what --resume keeps, read once
+    assert read_rows(tmp_path / "other.json") is None
+    assert read_rows(tmp_path / "missing.json") is None
 
 
 def test_tail_protection_with_a_detector_that_cannot_embed(images, tmp_path):

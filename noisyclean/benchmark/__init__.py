@@ -53,6 +53,7 @@ from noisyclean.benchmark.page import (
     is_benchmark_page,
     is_rows_file,
     machine_description,
+    read_rows,
     write_markdown,
 )
 from noisyclean.benchmark.settings import (
@@ -111,6 +112,7 @@ __all__ = [
     "paired_wins",
     "piped",
     "purification_diagnostics",
+    "read_rows",
     "row_key",
     "rows_of",
     "run_benchmark",

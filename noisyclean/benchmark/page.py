@@ -223,13 +223,21 @@ def is_benchmark_page(path: Path) -> bool:
         return False
 
 
-def is_rows_file(path: Path) -> bool:
-    """A rows JSON the benchmark wrote: a list of rows, each naming its condition and noise."""
+def read_rows(path: Path) -> list[dict] | None:
+    """The rows of a rows JSON the benchmark wrote (a list of rows, each naming its condition
+    and noise), or ``None`` when ``path`` holds anything else: one read serves both the check
+    that noisyclean wrote the file and ``--resume``'s use of its rows."""
     import json
 
     try:
         rows = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, ValueError):
-        return False
-    return isinstance(rows, list) and all(
+        return None
+    ours = isinstance(rows, list) and all(
         isinstance(r, dict) and "condition" in r and "noise" in r for r in rows)
+    return rows if ours else None
+
+
+def is_rows_file(path: Path) -> bool:
+    """A rows JSON the benchmark wrote (:func:`read_rows` can read it)."""
+    return read_rows(path) is not None
