@@ -66,9 +66,25 @@ class Detector(Protocol):
 
 @runtime_checkable
 class Localizer(Protocol):
-    """A detector that also localises: ``score_maps`` gives ``(n, H, W)`` anomaly maps."""
+    """A detector that also localises: ``score_maps`` gives ``(n, H, W)`` anomaly maps.
+
+    When its image scores come from the same maps, it may also define
+    ``score_and_maps(dataset)`` returning both from one pass over the data; evaluation then
+    searches the test set once instead of twice (:func:`scores_and_maps`).
+    """
 
     def score_maps(self, dataset: Any) -> np.ndarray: ...
+
+
+def scores_and_maps(detector: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray | None]:
+    """``(detector.score(dataset), detector.score_maps(dataset))``, in one pass when the
+    detector offers ``score_and_maps``; the maps are ``None`` when it does not localise."""
+    both = getattr(detector, "score_and_maps", None)
+    if callable(both):
+        return both(dataset)
+    maps = detector.score_maps(dataset) if callable(getattr(detector, "score_maps", None)) \
+        else None
+    return detector.score(dataset), maps
 
 
 @runtime_checkable

@@ -150,6 +150,7 @@ def evaluate(
     from noisyclean.data import ImageFolder, labels_of, masks_of, read_image_list
     from noisyclean.metrics import image_metrics, pixel_metrics
     from noisyclean.plugins import get_detector
+    from noisyclean.protocol import scores_and_maps
 
     files = read_image_list(train_list) if train_list else None
     train_view = ImageFolder(data_dir, image_size=image_size, files=files)
@@ -160,7 +161,11 @@ def evaluate(
     fit_s = time.perf_counter() - start
     labels = labels_of(test)
     result: dict[str, float] = {"n_train": float(len(train_view)), "fit_s": fit_s}
-    result.update(image_metrics(labels, model.score(test)))
-    if test_masks is not None and hasattr(model, "score_maps"):
-        result.update(pixel_metrics(masks_of(test), model.score_maps(test)))
+    if test_masks is None:
+        scores, maps = model.score(test), None
+    else:
+        scores, maps = scores_and_maps(model, test)
+    result.update(image_metrics(labels, scores))
+    if maps is not None:
+        result.update(pixel_metrics(masks_of(test), maps))
     return result

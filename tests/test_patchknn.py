@@ -454,3 +454,38 @@ def test_score_layers_errors_say_what_to_write(tmp_path):
     torch.save(timm.create_model("resnet18").state_dict(), weights)
     with pytest.raises(ValueError, match="score_layers needs a backbone whose channels"):
         PatchKNN(backbone="resnet18", weights=str(weights), score_layers=(3,))
+
+
+@pytest.mark.parametrize("score_layers", [None, (2, 3, 4)])
+def test_score_and_maps_equals_the_two_calls(score_layers):
+    """Evaluation's one-pass call gives exactly ``score`` and ``score_maps``; without
+    ``score_layers`` it searches the bank half as often as the two calls do."""
+    from noisyclean.protocol import scores_and_maps
+
+    train, test, _ = _texture_set()
+    det = _fast(score_layers=score_layers).fit(train)
+    searches = []
+    search = det._patch_distances
+    det._patch_distances = lambda *args: searches.append(1) or search(*args)
+    scores, maps = scores_and_maps(det, test)
+    one_pass = len(searches)
+    np.testing.assert_array_equal(scores, det.score(test))
+    np.testing.assert_array_equal(maps, det.score_maps(test))
+    assert len(searches) - one_pass == (2 if score_layers is None else 1) * one_pass
+
+
+def test_scores_and_maps_falls_back_to_the_two_calls():
+    from noisyclean.protocol import scores_and_maps
+
+    class Scorer:
+        def score(self, data):
+            return np.arange(len(data), dtype=float)
+
+    class Mapper(Scorer):
+        def score_maps(self, data):
+            return np.zeros((len(data), 2, 2))
+
+    scores, maps = scores_and_maps(Scorer(), [0, 1, 2])
+    assert maps is None and scores.tolist() == [0, 1, 2]
+    scores, maps = scores_and_maps(Mapper(), [0, 1])
+    assert maps.shape == (2, 2, 2) and scores.tolist() == [0, 1]

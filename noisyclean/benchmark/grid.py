@@ -28,6 +28,7 @@ from noisyclean.benchmark.conditions import (
 )
 from noisyclean.benchmark.datasets import BenchmarkDataset, select_datasets
 from noisyclean.benchmark.settings import NOISE_RATIOS, SEEDS
+from noisyclean.protocol import scores_and_maps
 from noisyclean.purifier import Purifier
 from noisyclean.samples import Subset
 
@@ -38,12 +39,7 @@ def _test_metrics(model: Any, test: Subset, with_pixels: bool) -> dict[str, floa
     from noisyclean.data import labels_of, masks_of
     from noisyclean.metrics import image_metrics, pixel_metrics
 
-    if with_pixels and hasattr(model, "score_and_maps"):
-        scores, maps = model.score_and_maps(test)
-    else:
-        scores, maps = model.score(test), None
-        if with_pixels and hasattr(model, "score_maps"):
-            maps = model.score_maps(test)
+    scores, maps = scores_and_maps(model, test) if with_pixels else (model.score(test), None)
     out = dict(image_metrics(labels_of(test), scores))
     if maps is not None:
         pixel = pixel_metrics(masks_of(test), maps, num_thresholds=1000)

@@ -593,6 +593,14 @@ class PatchKNN:
                          "in the dataset's transform.")
         return np.stack(maps)
 
+    def score_and_maps(self, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(score(dataset), score_maps(dataset))`` with one search of the memory bank per
+        image when the scores come from the maps (no ``score_layers``), as evaluation wants."""
+        if self.score_layers is not None:
+            return self.score(dataset), self.score_maps(dataset)
+        maps = self.score_maps(dataset)
+        return np.asarray([self._reduce(m) for m in maps], dtype=np.float64), maps
+
     def _reduce(self, amap: np.ndarray) -> float:
         if self.image_score == "max":
             return float(amap.max())
