@@ -178,6 +178,12 @@ def test_embed_pools_the_cached_features_and_costs_stage_1_no_extraction():
     assert emb.shape == (len(ds), 152)
     np.testing.assert_allclose(emb, feats.mean(axis=(2, 3)), rtol=1e-5, atol=1e-6)
     assert p.whole_image_ and np.isfinite(p.whole_image_scores_).all()
+    spread = PatchKNN(feature_cache=cache, embed_pooling="mean_std").embed(ds)
+    assert spread.shape == (len(ds), 2 * 152)
+    np.testing.assert_allclose(spread[:, :152], emb, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(spread[:, 152:], feats.std(axis=(2, 3)), rtol=1e-4, atol=1e-5)
+    with pytest.raises(ValueError, match="embed_pooling='max' is not one of"):
+        PatchKNN(embed_pooling="max")
 
 
 def test_cache_namespace_separates_datasets_and_settings():

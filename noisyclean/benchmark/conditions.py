@@ -115,6 +115,9 @@ ABLATIONS: tuple[Condition, ...] = (
     # the deeper mix's image scores with the default's maps, from one extraction
     _ablation("image score from layers 2+3+4 (maps 2+3)",
               detector_kwargs={"score_layers": [2, 3, 4]}, own_baselines=True),
+    # only what embed() gives the whole-image view changes: noisy and oracle are the default's
+    _ablation("whole-image view on mean + spread",
+              detector_kwargs={"embed_pooling": "mean_std"}),
 )
 """Each strategy of the ablation table: one change from the default. Names hold no comma, so
 that ``--ablation-names`` can list them."""

@@ -59,6 +59,7 @@ logger = logging.getLogger(__name__)
 
 IMAGE_SCORES = ("max", "topk_mean")
 KNN_BACKENDS = ("auto", "torch", "faiss")
+EMBED_POOLINGS = ("mean", "mean_std")
 PATCH_DENOISERS = (None, "lof", "knn")
 INPUT_NORMS = ("imagenet", "backbone")
 FEATURE_DTYPES = ("float16", "float32")
@@ -174,6 +175,11 @@ class PatchKNN:
             weight (>= 1), so matches with suspicious patches count less as "normal".
         pretrained: load ImageNet weights (``False``: random weights, for plumbing tests).
         seed: seeds the projections and the coreset.
+        embed_pooling: how :meth:`embed` (the Purifier's whole-image view) pools the patch
+            features over the grid: ``"mean"``, or ``"mean_std"``, the mean and the
+            per-channel spread side by side. A local defect barely moves the mean of a grid
+            of patches but raises the spread of the channels it lights up
+            (``benchmarks/selection_variants_study.py`` measures both).
     """
 
     preferred_scoring = "out_of_bag"
@@ -208,6 +214,7 @@ class PatchKNN:
         seed: int = 0,
         weights: str | None = None,
         score_layers: Sequence[int] | None = None,
+        embed_pooling: str = "mean",
     ):
         self.backbone = backbone
         self.weights = weights
@@ -237,6 +244,7 @@ class PatchKNN:
         self.denoise_soft = denoise_soft
         self.pretrained = pretrained
         self.seed = seed
+        self.embed_pooling = embed_pooling
         self._check_params()
         self.timings_: dict[str, float] = {}
         self.n_extracted_ = 0
@@ -258,6 +266,8 @@ class PatchKNN:
             bad("input_norm", INPUT_NORMS)
         if self.cache_dtype not in FEATURE_DTYPES:
             bad("cache_dtype", FEATURE_DTYPES)
+        if self.embed_pooling not in EMBED_POOLINGS:
+            bad("embed_pooling", EMBED_POOLINGS)
         if self.coreset not in ("greedy", "random"):
             bad("coreset", ("greedy", "random"))
         # from the constructor or set_params: a tuple of ints, or a clear error
@@ -406,7 +416,8 @@ class PatchKNN:
         return np.stack(feats) if feats else np.empty((0, 0, 0, 0), dtype=np.float32)
 
     def embed(self, dataset: Any) -> np.ndarray:
-        """Whole-image vectors ``(n, C)``: each image's patch features averaged over the grid.
+        """Whole-image vectors ``(n, C)``: each image's patch features averaged over the grid
+        (``(n, 2C)`` with ``embed_pooling="mean_std"``: their spread beside the average).
 
         The frozen backbone's features before any projection, through the shared feature
         cache, so no ``fit`` is needed and stage 1's sub-models reuse the extraction. The
@@ -417,7 +428,11 @@ class PatchKNN:
         if not feats:
             return np.empty((0, 0), dtype=np.float32)
         feats = self._role_features(feats, "map")
-        return np.stack([f.astype(np.float32).mean(axis=(1, 2)) for f in feats])
+        mean = np.stack([f.astype(np.float32).mean(axis=(1, 2)) for f in feats])
+        if self.embed_pooling == "mean":
+            return mean
+        spread = np.stack([f.astype(np.float32).std(axis=(1, 2)) for f in feats])
+        return np.hstack([mean, spread])
 
     def patch_embed(self, dataset: Any) -> np.ndarray:
         """Patch vectors ``(n, h * w, D)``: the features the memory bank is built from.
