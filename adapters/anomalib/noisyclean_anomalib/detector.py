@@ -183,6 +183,11 @@ class AnomalibDetector:
         assert maps is not None
         return maps
 
+    def score_and_maps(self, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(score(dataset), score_maps(dataset))`` from one inference pass, as evaluation
+        wants both."""
+        return self._infer(dataset, maps=True)  # type: ignore[return-value]
+
     def _infer(self, dataset: Any, maps: bool) -> tuple[np.ndarray, np.ndarray | None]:
         import torch
         import torch.nn.functional as F

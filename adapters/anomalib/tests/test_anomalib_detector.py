@@ -48,6 +48,9 @@ def test_padim_random_weights_fit_score_and_maps(textures):
     assert maps.shape == (len(data), SIZE, SIZE) and np.isfinite(maps).all()
     # the image score is the maximum of the (unresized) map: the two views agree
     assert np.corrcoef(scores, maps.reshape(len(data), -1).max(axis=1))[0, 1] > 0.99
+    both_scores, both_maps = det.score_and_maps(data)  # evaluation's one pass
+    np.testing.assert_allclose(both_scores, scores, rtol=1e-6)
+    np.testing.assert_allclose(both_maps, maps, rtol=1e-6)
 
 
 def test_patchcore_raw_scores_rank_defects_above_normals(textures):

@@ -508,9 +508,19 @@ class Dinomaly:
 
     def score_maps(self, dataset: Any) -> np.ndarray:
         """``(n, S, S)`` float32 anomaly maps (``S = map_size``, or the crop size)."""
-        out = [m.float().cpu() for m in self._iter_maps(dataset)]
-        if not out:
+        return self.score_and_maps(dataset, with_scores=False)[1]
+
+    def score_and_maps(self, dataset: Any, with_scores: bool = True):
+        """``(score(dataset), score_maps(dataset))`` from one pass through the encoder and
+        decoder, as evaluation wants both (``with_scores=False``: the maps alone)."""
+        scores, maps = [], []
+        for m in self._iter_maps(dataset):
+            if with_scores:
+                scores.append(top_mean(m, self.top_ratio).float().cpu())
+            maps.append(m.float().cpu())
+        if not maps:
             size = self.map_size or self.crop_size
-            return np.zeros((0, size, size), dtype=np.float32)
-        return torch.cat(out).numpy()
+            return np.zeros(0), np.zeros((0, size, size), dtype=np.float32)
+        return (torch.cat(scores).numpy().astype(np.float64) if with_scores else None,
+                torch.cat(maps).numpy())
 

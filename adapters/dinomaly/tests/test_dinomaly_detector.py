@@ -44,6 +44,10 @@ def test_fit_lowers_the_loss_and_scores_every_sample(tiny_kwargs, images):
     # the score is the top-1 % mean of the map: floor(0.01 * 28 * 28) = 7 pixels
     top7 = np.sort(maps.reshape(3, -1), axis=1)[:, -7:].mean(1)
     np.testing.assert_allclose(scores[:3], top7, rtol=1e-5)
+    # evaluation's one pass gives both, exactly
+    both_scores, both_maps = det.score_and_maps(images[:3])
+    np.testing.assert_array_equal(both_maps, maps)  # the same batch as score_maps'
+    np.testing.assert_allclose(both_scores, top7, rtol=1e-6)
 
 
 def test_same_seed_same_model(tiny_kwargs, images):
