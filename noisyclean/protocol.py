@@ -76,15 +76,17 @@ class Localizer(Protocol):
     def score_maps(self, dataset: Any) -> np.ndarray: ...
 
 
-def scores_and_maps(detector: Any, dataset: Any) -> tuple[np.ndarray, np.ndarray | None]:
+def scores_and_maps(detector: Any, dataset: Any,
+                    maps: bool = True) -> tuple[np.ndarray, np.ndarray | None]:
     """``(detector.score(dataset), detector.score_maps(dataset))``, in one pass when the
-    detector offers ``score_and_maps``; the maps are ``None`` when it does not localise."""
+    detector offers ``score_and_maps``. The maps are ``None`` when ``maps`` is false (only
+    the scores are computed) or the detector does not localise."""
+    if not maps or not callable(getattr(detector, "score_maps", None)):
+        return detector.score(dataset), None
     both = getattr(detector, "score_and_maps", None)
     if callable(both):
         return both(dataset)
-    maps = detector.score_maps(dataset) if callable(getattr(detector, "score_maps", None)) \
-        else None
-    return detector.score(dataset), maps
+    return detector.score(dataset), detector.score_maps(dataset)
 
 
 @runtime_checkable

@@ -161,10 +161,7 @@ def evaluate(
     fit_s = time.perf_counter() - start
     labels = labels_of(test)
     result: dict[str, float] = {"n_train": float(len(train_view)), "fit_s": fit_s}
-    if test_masks is None:
-        scores, maps = model.score(test), None
-    else:
-        scores, maps = scores_and_maps(model, test)
+    scores, maps = scores_and_maps(model, test, maps=test_masks is not None)
     result.update(image_metrics(labels, scores))
     if maps is not None:
         result.update(pixel_metrics(masks_of(test), maps))

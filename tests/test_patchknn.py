@@ -495,3 +495,5 @@ def test_scores_and_maps_falls_back_to_the_two_calls():
     assert maps is None and scores.tolist() == [0, 1, 2]
     scores, maps = scores_and_maps(Mapper(), [0, 1])
     assert maps.shape == (2, 2, 2) and scores.tolist() == [0, 1]
+    scores, maps = scores_and_maps(Mapper(), [0, 1], maps=False)  # scores only
+    assert maps is None and scores.tolist() == [0, 1]

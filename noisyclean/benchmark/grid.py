@@ -39,7 +39,7 @@ def _test_metrics(model: Any, test: Subset, with_pixels: bool) -> dict[str, floa
     from noisyclean.data import labels_of, masks_of
     from noisyclean.metrics import image_metrics, pixel_metrics
 
-    scores, maps = scores_and_maps(model, test) if with_pixels else (model.score(test), None)
+    scores, maps = scores_and_maps(model, test, maps=with_pixels)
     out = dict(image_metrics(labels_of(test), scores))
     if maps is not None:
         pixel = pixel_metrics(masks_of(test), maps, num_thresholds=1000)

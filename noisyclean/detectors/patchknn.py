@@ -427,12 +427,13 @@ class PatchKNN:
         feats, _ = self._features(dataset)
         if not feats:
             return np.empty((0, 0), dtype=np.float32)
-        feats = self._role_features(feats, "map")
-        mean = np.stack([f.astype(np.float32).mean(axis=(1, 2)) for f in feats])
-        if self.embed_pooling == "mean":
-            return mean
-        spread = np.stack([f.astype(np.float32).std(axis=(1, 2)) for f in feats])
-        return np.hstack([mean, spread])
+        pooled = []
+        for f in self._role_features(feats, "map"):
+            f = f.astype(np.float32)  # the cache may hold float16: one conversion per image
+            mean = f.mean(axis=(1, 2))
+            pooled.append(mean if self.embed_pooling == "mean"
+                          else np.concatenate([mean, f.std(axis=(1, 2))]))
+        return np.stack(pooled)
 
     def patch_embed(self, dataset: Any) -> np.ndarray:
         """Patch vectors ``(n, h * w, D)``: the features the memory bank is built from.

@@ -501,26 +501,30 @@ class Dinomaly:
 
     def score(self, dataset: Any) -> np.ndarray:
         """``(n,)`` anomaly scores, higher is more anomalous: the top-1 % mean of each map."""
-        out = [top_mean(m, self.top_ratio).float().cpu() for m in self._iter_maps(dataset)]
-        if not out:
-            return np.zeros(0, dtype=np.float64)
-        return torch.cat(out).numpy().astype(np.float64)
+        return self._collect(dataset, scores=True, maps=False)[0]
 
     def score_maps(self, dataset: Any) -> np.ndarray:
         """``(n, S, S)`` float32 anomaly maps (``S = map_size``, or the crop size)."""
-        return self.score_and_maps(dataset, with_scores=False)[1]
+        return self._collect(dataset, scores=False, maps=True)[1]
 
-    def score_and_maps(self, dataset: Any, with_scores: bool = True):
+    def score_and_maps(self, dataset: Any) -> tuple[np.ndarray, np.ndarray]:
         """``(score(dataset), score_maps(dataset))`` from one pass through the encoder and
-        decoder, as evaluation wants both (``with_scores=False``: the maps alone)."""
-        scores, maps = [], []
+        decoder, as evaluation wants both."""
+        return self._collect(dataset, scores=True, maps=True)
+
+    def _collect(self, dataset: Any, scores: bool, maps: bool) -> tuple[Any, Any]:
+        """One pass over :meth:`_iter_maps`, keeping the image scores and/or the maps on the
+        CPU (a scoring pass holds no maps: stage 1 scores whole training sets)."""
+        kept_scores, kept_maps = [], []
         for m in self._iter_maps(dataset):
-            if with_scores:
-                scores.append(top_mean(m, self.top_ratio).float().cpu())
-            maps.append(m.float().cpu())
-        if not maps:
-            size = self.map_size or self.crop_size
-            return np.zeros(0), np.zeros((0, size, size), dtype=np.float32)
-        return (torch.cat(scores).numpy().astype(np.float64) if with_scores else None,
-                torch.cat(maps).numpy())
+            if scores:
+                kept_scores.append(top_mean(m, self.top_ratio).float().cpu())
+            if maps:
+                kept_maps.append(m.float().cpu())
+        size = self.map_size or self.crop_size
+        all_scores = (torch.cat(kept_scores).numpy().astype(np.float64) if kept_scores
+                      else np.zeros(0, dtype=np.float64))
+        all_maps = (torch.cat(kept_maps).numpy() if kept_maps
+                    else np.zeros((0, size, size), dtype=np.float32))
+        return (all_scores if scores else None), (all_maps if maps else None)
 
