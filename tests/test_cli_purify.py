@@ -135,3 +135,26 @@ def test_evaluate_trains_on_the_purified_list_and_reports_metrics(image_dir, tmp
                                  str(out / "purified.txt"), "--image-size", "64"])
     assert result.exit_code == 0, result.output
     assert "image_auroc" in result.output and "n_train: 24.0000" in result.output
+
+
+def test_evaluate_with_test_masks_reports_pixel_metrics(image_dir, tmp_path):
+    """Scores and maps come from one pass (protocol.scores_and_maps) and both are reported."""
+    masks_src = image_dir.parent / "masks" / image_dir.name
+    test_dir, masks = tmp_path / "test", tmp_path / "masks"
+    masks.mkdir()
+    for p in sorted(image_dir.iterdir()):
+        label = "good" if p.name.startswith("normal") else "defect"
+        (test_dir / label).mkdir(parents=True, exist_ok=True)
+        (test_dir / label / p.name).write_bytes(p.read_bytes())
+        if label == "defect":
+            (masks / p.name).write_bytes((masks_src / p.name).read_bytes())
+    normals = [p.name for p in sorted(image_dir.iterdir()) if p.name.startswith("normal")]
+    train_list = tmp_path / "normals.txt"
+    train_list.write_text("\n".join(normals[:16]) + "\n")
+    result = runner.invoke(app, ["evaluate", str(image_dir), str(test_dir), "--train-list",
+                                 str(train_list), "--image-size", "64", "--test-masks",
+                                 str(masks)])
+    assert result.exit_code == 0, result.output
+    values = dict(line.split(":") for line in result.output.splitlines() if ":" in line)
+    assert float(values["image_auroc".rjust(16)]) > 0.9
+    assert float(values["pixel_auroc".rjust(16)]) > 0.9
